@@ -1,0 +1,97 @@
+"""The build spec: a YAML file validated into typed settings with clear errors.
+
+Relative paths in a spec (sources, output, warehouse) are relative to the spec file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from generators.candidates import CandidateConfig
+from generators.listwise import ListwiseConfig
+from generators.teachers import Sampling, TeacherConfig
+from warehouse.errors import InputError
+
+
+class SourceSpec(BaseModel):
+    """One source and its domain: a local ``path`` or a hub id ``hf`` to ingest, or neither
+    for the latest snapshot already ingested under ``name``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    domain: str = Field(min_length=1)
+    path: str | None = None
+    hf: str | None = Field(None, description="a Hugging Face hub dataset id (needs a network)")
+    queries: int | None = Field(None, ge=1, description="how many queries to use (default: all)")
+
+
+class BuildSpec(BaseModel):
+    """Everything a build needs; ``synthrank build SPEC`` runs it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    output: str = "out"
+    warehouse: str | None = None
+    seed: int = 0
+    sources: list[SourceSpec] = Field(min_length=1)
+    candidates: CandidateConfig = CandidateConfig()
+    listwise: ListwiseConfig = ListwiseConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    sampling: Sampling = Sampling()
+
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    def resolve(self, path: str) -> Path:
+        """A spec path made absolute against the spec file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.resolve(self.warehouse) if self.warehouse else self.output_dir / "synthrank.duckdb"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.output)
+
+
+def load_spec(path: str | Path) -> BuildSpec:
+    """Read and validate a spec file; every problem names the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: spec file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a spec is a YAML mapping with at least 'dataset' and 'sources'")
+    return spec_from_dict(raw, path.resolve().parent, str(path))
+
+
+def spec_from_dict(raw: dict, base_dir: Path, name: str = "spec") -> BuildSpec:
+    try:
+        spec = BuildSpec.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise InputError(f"{name}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+    for index, source in enumerate(spec.sources):
+        path = source.path
+        if path is not None and not spec.resolve(path).exists():
+            raise InputError(f"{name}: sources[{index}].path: {path} does not exist")
+        if path is not None and source.hf is not None:
+            raise InputError(f"{name}: sources[{index}]: give either path or hf, not both")
+    return spec
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {where!r}"
+    if error["type"] == "missing":
+        return f"missing field {where!r}"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,35 @@
+"""Grammars that constrain a teacher's answer to the listwise shape (llama.cpp GBNF).
+
+For windows of up to ``EXACT_LIMIT`` passages the grammar admits only permutations: one
+rule per set of identifiers already used (2^n rules). Larger windows get a format-only
+grammar; strict validation afterwards rejects repeats or gaps either way.
+"""
+
+from __future__ import annotations
+
+EXACT_LIMIT = 10
+
+
+def ranking_grammar(size: int, max_reasoning_chars: int = 1200) -> str:
+    """GBNF for ``<think>…</think> <answer>[i] > [j] > …</answer>`` over ids 1..size."""
+    head = [
+        'root ::= "<think>" think "</think> <answer>" ranking "</answer>"',
+        f"think ::= [^<]{{1,{max_reasoning_chars}}}",
+    ]
+    body = _exact_permutations(size) if size <= EXACT_LIMIT else _any_ids(size)
+    return "\n".join(head + body) + "\n"
+
+
+def _exact_permutations(size: int) -> list[str]:
+    full = (1 << size) - 1
+    rules = ["ranking ::= " + " | ".join(f'"[{i + 1}]" s{1 << i}' for i in range(size))]
+    for used in range(1, full):
+        rest = [f'" > [{i + 1}]" s{used | 1 << i}' for i in range(size) if not used & (1 << i)]
+        rules.append(f"s{used} ::= " + " | ".join(rest))
+    rules.append(f's{full} ::= ""')
+    return rules
+
+
+def _any_ids(size: int) -> list[str]:
+    ident = " | ".join(f'"[{i}]"' for i in range(1, size + 1))
+    return [f"ranking ::= id (\" > \" id){{{size - 1}}}", f"id ::= {ident}"]

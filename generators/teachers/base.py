@@ -1,0 +1,128 @@
+"""What every teacher backend shares: requests, their keys, completions, reasoning split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import AsyncIterator, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.S)
+_OPEN_THINK = re.compile(r"<think>(.*)\Z", re.S)
+
+
+class Sampling(BaseModel):
+    """Sampling parameters; part of every call key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One teacher call: the messages, the sampling and which sample of them this is.
+
+    The key hashes (model, sampling, messages, sample_index, and the grammar when the
+    answer is constrained): the same call always gets the same key, so its stored answer
+    is found again on a rerun.
+    """
+
+    model: str
+    messages: tuple[tuple[str, str], ...]
+    sampling: Sampling
+    sample_index: int = 0
+    grammar: str | None = None  # GBNF constraining the answer, where the backend supports it
+
+    @classmethod
+    def of(cls, model: str, messages: Sequence[dict[str, str]], sampling: Sampling,
+           sample_index: int = 0, grammar: str | None = None) -> "Call":
+        return cls(model, tuple((m["role"], m["content"]) for m in messages), sampling, sample_index,
+                   grammar)
+
+    @property
+    def key(self) -> str:
+        payload = {
+            "model": self.model,
+            "sampling": self.sampling.model_dump(),
+            "messages": self.messages,
+            "sample_index": self.sample_index,
+        }
+        if self.grammar is not None:
+            payload["grammar"] = self.grammar
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    @property
+    def seed(self) -> int:
+        """A distinct seed per sample, so n samples of one prompt differ."""
+        return self.sampling.seed + self.sample_index
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+    def request_record(self) -> dict:
+        """What the warehouse stores about the request: messages and sampling, nothing secret."""
+        return {"messages": self.message_dicts(), "sampling": self.sampling.model_dump(),
+                "sample_index": self.sample_index, "seed": self.seed, "grammar": self.grammar}
+
+
+@dataclass
+class Completion:
+    """A teacher's answer with reasoning and answer apart, or a failure with its error."""
+
+    status: str  # ok | failed
+    content: str = ""  # the answer, reasoning removed
+    reasoning: str = ""
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str = ""
+    attempts: int = 1
+    latency_ms: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_record(self) -> dict:
+        record = asdict(self)
+        record.pop("extra")
+        return record
+
+
+def split_reasoning(content: str | None, reasoning_content: str | None = None) -> tuple[str, str]:
+    """Return (reasoning, answer) from a raw answer.
+
+    Reasoning comes either in a separate ``reasoning_content`` field (vLLM reasoning parsers,
+    DeepSeek-R1, Qwen3) or inline as ``<think>…</think>``; an unclosed ``<think>`` (a truncated
+    answer) is all reasoning and no answer.
+    """
+    content = content or ""
+    if reasoning_content:
+        return reasoning_content.strip(), content.strip()
+    blocks = _THINK.findall(content)
+    if blocks:
+        return "\n".join(b.strip() for b in blocks), _THINK.sub("", content).strip()
+    unclosed = _OPEN_THINK.search(content)
+    if unclosed:
+        return unclosed.group(1).strip(), content[: unclosed.start()].strip()
+    return "", content.strip()
+
+
+class TeacherBackend(ABC):
+    """A way to run calls against a model. Backends yield completions as they arrive."""
+
+    name: str
+    model: str
+
+    @abstractmethod
+    def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+        """Run every call, yielding (call, completion) as each finishes, failures included."""

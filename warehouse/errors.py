@@ -1,0 +1,13 @@
+"""Errors that reach the user as a clear one-line message and a non-zero exit."""
+
+
+class SynthrankError(Exception):
+    """Base class: the message names the file, line, row or field that is wrong."""
+
+
+class InputError(SynthrankError):
+    """A source, spec or teacher answer that cannot be used as given."""
+
+
+class WarehouseLocked(SynthrankError):
+    """Another process holds the warehouse file for writing."""

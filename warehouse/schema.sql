@@ -1,0 +1,112 @@
+-- synthrank warehouse schema. Every statement is idempotent; `Warehouse.open` runs them all.
+
+-- Source snapshots: immutable, named by a fingerprint of their name, domain and content.
+CREATE TABLE IF NOT EXISTS snapshots (
+    snapshot_id  VARCHAR PRIMARY KEY,
+    name         VARCHAR NOT NULL,
+    domain       VARCHAR NOT NULL,
+    source       VARCHAR NOT NULL,      -- path or hub id it was read from
+    source_kind  VARCHAR NOT NULL,      -- beir | table | hf
+    n_passages   INTEGER NOT NULL,
+    n_queries    INTEGER NOT NULL,
+    n_qrels      INTEGER NOT NULL,
+    created_at   TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS passages (
+    snapshot_id VARCHAR NOT NULL,
+    docid       VARCHAR NOT NULL,
+    title       VARCHAR NOT NULL,
+    text        VARCHAR NOT NULL,
+    PRIMARY KEY (snapshot_id, docid)
+);
+
+CREATE TABLE IF NOT EXISTS queries (
+    snapshot_id VARCHAR NOT NULL,
+    qid         VARCHAR NOT NULL,
+    text        VARCHAR NOT NULL,
+    answers     VARCHAR[],              -- reference answers where the source has them
+    PRIMARY KEY (snapshot_id, qid)
+);
+
+CREATE TABLE IF NOT EXISTS qrels (
+    snapshot_id VARCHAR NOT NULL,
+    split       VARCHAR NOT NULL,
+    qid         VARCHAR NOT NULL,
+    docid       VARCHAR NOT NULL,
+    grade       INTEGER NOT NULL,
+    PRIMARY KEY (snapshot_id, split, qid, docid)
+);
+
+-- Candidate lists, computed once per (snapshot, retriever settings).
+CREATE TABLE IF NOT EXISTS candidates (
+    snapshot_id VARCHAR NOT NULL,
+    retriever   VARCHAR NOT NULL,       -- e.g. bm25:k=20
+    qid         VARCHAR NOT NULL,
+    rank        INTEGER NOT NULL,       -- 1-based
+    docid       VARCHAR NOT NULL,
+    score       DOUBLE NOT NULL,
+    PRIMARY KEY (snapshot_id, retriever, qid, rank)
+);
+
+-- Every teacher call: the cache, the resume point and the lineage at once.
+CREATE TABLE IF NOT EXISTS teacher_calls (
+    call_key          VARCHAR PRIMARY KEY,  -- sha256(model, sampling, messages, sample_index)
+    model             VARCHAR NOT NULL,
+    backend           VARCHAR NOT NULL,
+    sample_index      INTEGER NOT NULL,
+    request           JSON NOT NULL,        -- messages and sampling; never headers or keys
+    status            VARCHAR NOT NULL,     -- ok | failed
+    content           VARCHAR,
+    reasoning         VARCHAR,
+    finish_reason     VARCHAR,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    error             VARCHAR,
+    attempts          INTEGER NOT NULL DEFAULT 1,
+    latency_ms        DOUBLE,
+    created_at        TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+-- Dataset versions: a staging version becomes published in one transaction, then never changes.
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    dataset        VARCHAR NOT NULL,
+    version        INTEGER NOT NULL,
+    parent_version INTEGER,
+    status         VARCHAR NOT NULL,        -- building | published | failed
+    spec           JSON NOT NULL,
+    spec_hash      VARCHAR NOT NULL,
+    code_version   VARCHAR NOT NULL,
+    snapshot_ids   VARCHAR[] NOT NULL,
+    manifest       JSON NOT NULL,           -- teachers, prompts, counts, rejections, tokens, timings
+    created_at     TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    published_at   TIMESTAMP,
+    PRIMARY KEY (dataset, version)
+);
+
+-- Accepted rows of every kind; `data` holds the kind's fields, `lineage` how the row was made.
+CREATE TABLE IF NOT EXISTS dataset_rows (
+    dataset   VARCHAR NOT NULL,
+    version   INTEGER NOT NULL,
+    kind      VARCHAR NOT NULL,             -- listwise | pointwise | negatives | mixed_cot
+    row_id    VARCHAR NOT NULL,
+    qid       VARCHAR NOT NULL,
+    domain    VARCHAR NOT NULL,
+    data      JSON NOT NULL,
+    lineage   JSON NOT NULL,
+    PRIMARY KEY (dataset, version, kind, row_id)
+);
+
+-- Rows that were not accepted, with the stage or filter that rejected them and why.
+CREATE TABLE IF NOT EXISTS rejections (
+    dataset   VARCHAR NOT NULL,
+    version   INTEGER NOT NULL,
+    kind      VARCHAR NOT NULL,
+    row_id    VARCHAR NOT NULL,
+    stage     VARCHAR NOT NULL,             -- validate | <filter name>
+    reason    VARCHAR NOT NULL,
+    score     DOUBLE,
+    data      JSON NOT NULL,
+    lineage   JSON NOT NULL,
+    PRIMARY KEY (dataset, version, kind, row_id, stage)
+);
