@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,6 @@ from warehouse.errors import SynthrankError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Teacher-LLM training data for rerankers and reasoning models.")
 out = Console()
-err = Console(stderr=True)
 
 DEFAULT_WAREHOUSE = os.environ.get("SYNTHRANK_WAREHOUSE", "synthrank.duckdb")
 WarehouseOption = typer.Option(DEFAULT_WAREHOUSE, "--warehouse", "-w", help="DuckDB warehouse file.")
@@ -27,6 +27,8 @@ def _prepare_prefect() -> None:
     """Settings that let a build run on a fresh, small machine with no Prefect server."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -61,21 +63,21 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
 
 
 def _print_summary(summary: dict) -> None:
-    teacher = summary["teachers"][0]
     table = Table(title=f"{summary['dataset']} v{summary['version']}", show_header=False)
-    table.add_row("rows accepted", str(summary["counts"]["listwise"]))
-    table.add_row("rows attempted", str(summary["attempted"]["listwise"]))
+    for kind, accepted in summary["counts"].items():
+        table.add_row(f"{kind} rows accepted / attempted", f"{accepted} / {summary['attempted'][kind]}")
     for reason, count in sorted(summary["rejections"].items()):
-        table.add_row(f"rejected ({reason})", str(count))
-    table.add_row("teacher", f"{teacher['backend']} · {teacher['model']}")
-    table.add_row("teacher calls made", str(teacher["calls_made"]))
-    table.add_row("teacher calls reused", str(teacher["calls_reused"]))
-    table.add_row("teacher calls failed", str(teacher["calls_failed"]))
-    table.add_row("tokens (prompt / completion)", f"{teacher['prompt_tokens']} / {teacher['completion_tokens']}")
+        table.add_row(f"rejected {reason}", str(count))
+    for teacher in summary["teachers"]:
+        table.add_row(f"{teacher['kind']} teacher", f"{teacher['backend']} · {teacher['model']}")
+        table.add_row("  calls made / reused / failed",
+                      f"{teacher['calls_made']} / {teacher['calls_reused']} / {teacher['calls_failed']}")
+        table.add_row("  tokens prompt / completion", f"{teacher['prompt_tokens']} / {teacher['completion_tokens']}")
     table.add_row("wall time", f"{summary['wall_seconds']} s")
-    table.add_row("output", summary["output"])
-    table.add_row("warehouse", summary["warehouse"])
     out.print(table)
+    for output in summary["outputs"]:
+        out.print(f"output: {output}", soft_wrap=True)
+    out.print(f"warehouse: {summary['warehouse']}", soft_wrap=True)
 
 
 @app.command()
@@ -136,11 +138,8 @@ def main() -> None:
     """Entry point: user errors print one clear line and exit 2; nothing half-written."""
     try:
         app(standalone_mode=False)
-    except SynthrankError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except (SynthrankError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -6,6 +6,7 @@ Relative paths in a spec (sources, output, warehouse) are relative to the spec f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,6 +40,8 @@ class BuildSpec(BaseModel):
     warehouse: str | None = None
     seed: int = 0
     sources: list[SourceSpec] = Field(min_length=1)
+    kinds: list[Literal["listwise"]] = Field(["listwise"], min_length=1,
+                                             description="dataset kinds this build produces")
     candidates: CandidateConfig = CandidateConfig()
     listwise: ListwiseConfig = ListwiseConfig()
     teacher: TeacherConfig = TeacherConfig()

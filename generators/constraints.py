@@ -10,6 +10,12 @@ from __future__ import annotations
 EXACT_LIMIT = 10
 
 
+def reasoning_budget(size: int, max_tokens: int) -> int:
+    """Characters of reasoning that leave room for the answer within ``max_tokens``
+    (about 3 characters per token, about 6 tokens per ranked identifier)."""
+    return max(1, 3 * (max_tokens - 6 * size - 16))
+
+
 def ranking_grammar(size: int, max_reasoning_chars: int = 1200) -> str:
     """GBNF for ``<think>…</think> <answer>[i] > [j] > …</answer>`` over ids 1..size."""
     head = [

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from generators.candidates import CandidateList
-from generators.constraints import ranking_grammar
+from generators.constraints import ranking_grammar, reasoning_budget
 from generators.teachers import Call, Completion, Sampling
 from prompts import Prompt
 
@@ -81,7 +81,8 @@ def plan_samples(lists: list[CandidateList], passages: dict[str, tuple[str, str]
         presented = candidates.docids[: config.window]
         texts = [clean_passage(*passages[d], config.passage_tokens) for d in presented]
         messages = render_messages(prompt, candidates.query, texts)
-        grammar = ranking_grammar(len(presented)) if config.constrained else None
+        grammar = (ranking_grammar(len(presented), reasoning_budget(len(presented), sampling.max_tokens))
+                   if config.constrained else None)
         for index in range(config.samples):
             planned.append(PlannedSample(candidates, index, presented,
                                          Call.of(model, messages, sampling, index, grammar)))

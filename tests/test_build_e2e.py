@@ -54,7 +54,7 @@ def check_published_build(summary: dict) -> list[dict]:
         assert row["teacher_model"] and row["prompt_name"] == "listwise_reasonrank"
         assert len(row["prompt_version"]) == 12 and row["sampling"]["seed"] == 7
         assert set(row["call_keys"]) <= stored_keys
-    exported = pq.read_table(summary["output"]).to_pylist() if rows else []
+    exported = pq.read_table(summary["outputs"][0]).to_pylist() if rows else []
     assert len(exported) == len(rows)
     return rows
 

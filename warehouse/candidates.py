@@ -8,9 +8,9 @@ from warehouse.db import Warehouse
 
 
 def has_candidates(warehouse: Warehouse, snapshot_id: str, retriever: str) -> bool:
-    row = warehouse.con.execute(
+    row = warehouse.fetch_one(
         "SELECT count(*) FROM candidates WHERE snapshot_id = ? AND retriever = ?",
-        [snapshot_id, retriever]).fetchone()
+        [snapshot_id, retriever])
     return row[0] > 0
 
 

@@ -66,6 +66,12 @@ class Warehouse:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    def fetch_one(self, sql: str, params: list | dict | None = None) -> tuple | None:
+        """The first row of a query, with the result drained (DuckDB 2 refuses further work on
+        a connection whose last result was not read to the end)."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Run a block atomically: everything in it is committed together or not at all."""

@@ -106,18 +106,18 @@ _SNAPSHOT_COLUMNS = "snapshot_id, name, domain, source, source_kind, n_passages,
 
 
 def find_snapshot(warehouse: Warehouse, snapshot_id: str) -> Snapshot | None:
-    row = warehouse.con.execute(
+    row = warehouse.fetch_one(
         f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE snapshot_id = ?", [snapshot_id]
-    ).fetchone()
+    )
     return Snapshot(*row) if row else None
 
 
 def latest_snapshot(warehouse: Warehouse, name: str) -> Snapshot:
     """The most recently ingested snapshot with this name."""
-    row = warehouse.con.execute(
+    row = warehouse.fetch_one(
         f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE name = ? ORDER BY created_at DESC LIMIT 1",
         [name],
-    ).fetchone()
+    )
     if row is None:
         raise InputError(f"no snapshot named {name!r} in {warehouse.path}")
     return Snapshot(*row)

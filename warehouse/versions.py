@@ -50,11 +50,11 @@ def begin_version(warehouse: Warehouse, dataset: str, spec: dict, snapshot_ids: 
             _drop_rows(warehouse, dataset, version)
             con.execute("UPDATE dataset_versions SET status = 'failed' WHERE dataset = ? AND version = ?",
                         [dataset, version])
-        latest = con.execute("SELECT max(version) FROM dataset_versions WHERE dataset = ?",
-                             [dataset]).fetchone()[0]
-        parent = con.execute(
+        latest = warehouse.fetch_one("SELECT max(version) FROM dataset_versions WHERE dataset = ?",
+                                     [dataset])[0]
+        parent = warehouse.fetch_one(
             "SELECT max(version) FROM dataset_versions WHERE dataset = ? AND status = 'published'",
-            [dataset]).fetchone()[0]
+            [dataset])[0]
         version = (latest or 0) + 1
         con.execute(
             "INSERT INTO dataset_versions (dataset, version, parent_version, status, spec, spec_hash,"
@@ -115,8 +115,8 @@ def _assert_staging(warehouse: Warehouse, dataset: str, version: int) -> None:
 
 
 def _status(warehouse: Warehouse, dataset: str, version: int) -> str | None:
-    row = warehouse.con.execute("SELECT status FROM dataset_versions WHERE dataset = ? AND version = ?",
-                                [dataset, version]).fetchone()
+    row = warehouse.fetch_one("SELECT status FROM dataset_versions WHERE dataset = ? AND version = ?",
+                                [dataset, version])
     return row[0] if row else None
 
 
@@ -154,9 +154,9 @@ def list_versions(warehouse: Warehouse, dataset: str | None = None) -> list[dict
 def resolve_version(warehouse: Warehouse, dataset: str, version: int | None = None) -> int:
     """``version`` if it is published, else the latest published version; errors name the dataset."""
     if version is None:
-        row = warehouse.con.execute(
+        row = warehouse.fetch_one(
             "SELECT max(version) FROM dataset_versions WHERE dataset = ? AND status = 'published'",
-            [dataset]).fetchone()
+            [dataset])
         if row[0] is None:
             raise InputError(f"dataset {dataset!r} has no published version in {warehouse.path}")
         return row[0]

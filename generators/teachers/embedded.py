@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import time
 from functools import lru_cache
@@ -30,11 +31,24 @@ def embedded_model_path() -> Path:
     raise RuntimeError(f"no .gguf file inside {list(spec.submodule_search_locations)}")
 
 
-@lru_cache(maxsize=2)
-def _load_llama(model_path: str, n_ctx: int, n_threads: int | None):
-    from llama_cpp import Llama
+_MODELS: dict[tuple, object] = {}
 
-    return Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+
+def _load_llama(model_path: str, n_ctx: int, n_threads: int | None):
+    """One loaded model per (path, context, threads) in this process."""
+    key = (model_path, n_ctx, n_threads)
+    if key not in _MODELS:
+        from llama_cpp import Llama
+
+        _MODELS[key] = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+    return _MODELS[key]
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free models before interpreter shutdown (llama.cpp's destructor fails during it)."""
+    while _MODELS:
+        _MODELS.popitem()[1].close()
 
 
 class EmbeddedBackend(TeacherBackend):
