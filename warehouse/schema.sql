@@ -110,3 +110,12 @@ CREATE TABLE IF NOT EXISTS rejections (
     lineage   JSON NOT NULL,
     PRIMARY KEY (dataset, version, kind, row_id, stage)
 );
+
+-- Dense embeddings of a snapshot's passages, computed once per (snapshot, model).
+CREATE TABLE IF NOT EXISTS embeddings (
+    snapshot_id VARCHAR NOT NULL,
+    model       VARCHAR NOT NULL,
+    docid       VARCHAR NOT NULL,
+    vector      FLOAT[] NOT NULL,           -- L2-normalised
+    PRIMARY KEY (snapshot_id, model, docid)
+);

@@ -1,0 +1,5 @@
+"""Exports of listwise rows."""
+
+from warehouse.formats.registry import parquet_exporter
+
+parquet_exporter("listwise")
