@@ -119,3 +119,15 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector      FLOAT[] NOT NULL,           -- L2-normalised
     PRIMARY KEY (snapshot_id, model, docid)
 );
+
+-- Every build run and what came of it: a scheduled run whose inputs did not change records
+-- 'unchanged' and publishes nothing.
+CREATE TABLE IF NOT EXISTS build_runs (
+    dataset      VARCHAR NOT NULL,
+    started_at   TIMESTAMP NOT NULL,
+    finished_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    outcome      VARCHAR NOT NULL,          -- published | unchanged | failed
+    version      INTEGER,
+    inputs       VARCHAR NOT NULL,          -- fingerprint of snapshots, spec and prompt versions
+    detail       VARCHAR
+);

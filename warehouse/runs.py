@@ -1,0 +1,38 @@
+"""The record of build runs, and the fingerprint that tells whether a build's inputs changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from warehouse.db import Warehouse
+
+
+def inputs_fingerprint(snapshot_ids: list[str], spec_hash: str, prompt_versions: dict[str, str]) -> str:
+    """What a build's output depends on: source snapshots, the spec, the prompt versions."""
+    payload = json.dumps([sorted(snapshot_ids), spec_hash, sorted(prompt_versions.items())])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def last_published_inputs(warehouse: Warehouse, dataset: str) -> str | None:
+    """The inputs fingerprint of the dataset's latest published version, if any."""
+    row = warehouse.fetch_one(
+        "SELECT inputs FROM build_runs WHERE dataset = ? AND outcome = 'published' "
+        "ORDER BY version DESC LIMIT 1", [dataset])
+    return row[0] if row else None
+
+
+def record_run(warehouse: Warehouse, dataset: str, started_at: datetime, outcome: str,
+               version: int | None, inputs: str, detail: str = "") -> None:
+    warehouse.con.execute(
+        "INSERT INTO build_runs (dataset, started_at, outcome, version, inputs, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?)", [dataset, started_at, outcome, version, inputs, detail])
+
+
+def list_runs(warehouse: Warehouse, dataset: str | None = None) -> list[dict]:
+    rows = warehouse.con.execute(
+        "SELECT dataset, started_at, finished_at, outcome, version, inputs, detail FROM build_runs "
+        "WHERE ? IS NULL OR dataset = ? ORDER BY started_at", [dataset, dataset]).fetchall()
+    names = ("dataset", "started_at", "finished_at", "outcome", "version", "inputs", "detail")
+    return [dict(zip(names, row)) for row in rows]
