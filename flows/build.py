@@ -8,19 +8,26 @@ allows one writing process); tasks work on cursors of that one connection.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from prefect import flow, task
 
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, hold_warehouse, warehouse_cursor
 from flows.stages.listwise import listwise_stage
+from flows.stages.mixed_cot import mixed_cot_stage
+from flows.stages.negatives import negatives_stage
+from flows.stages.pointwise import pointwise_stage
 from generators.candidates import ensure_candidates
-from warehouse.exports import export_version
+from warehouse.exports import publish_exports
 from warehouse.snapshots import ingest, latest_snapshot
-from warehouse.versions import begin_version, fail_version, publish_version
+from prompts import load_prompt
+from warehouse.runs import inputs_fingerprint, last_published_inputs, record_run
+from warehouse.versions import begin_version, fail_version, publish_version, spec_hash
 
 # The stages a build can run, in the order it runs them.
-STAGES = {"listwise": listwise_stage}
+STAGES = {"pointwise": pointwise_stage, "listwise": listwise_stage, "negatives": negatives_stage,
+          "mixed_cot": mixed_cot_stage}
 
 
 @task(name="ingest-sources")
@@ -41,41 +48,83 @@ def ingest_sources(spec_path: str) -> list[str]:
 
 @task(name="candidates")
 def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
-    """Candidate lists for every snapshot (stored once, reused by later builds)."""
+    """Candidate lists for every snapshot, with its source's settings (stored once, reused)."""
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
-    return sum(ensure_candidates(warehouse, sid, spec.candidates) for sid in snapshot_ids)
+    return sum(ensure_candidates(warehouse, sid, spec.candidates_for(source))
+               for source, sid in zip(spec.sources, snapshot_ids))
 
 
 @task(name="export")
 def export_parquet(spec_path: str, version: int) -> list[str]:
-    """Each kind of the new version as ``OUT/DATASET/vN/<kind>.parquet``."""
+    """Each kind of the new version as ``OUT/DATASET/vN/<kind>.parquet`` with its manifest.json,
+    moved into place whole, then ``OUT/DATASET/versions.json`` (what readers use while a
+    later build holds the warehouse)."""
     spec = load_spec(spec_path)
-    out_dir = spec.output_dir / spec.dataset / f"v{version}"
     warehouse = warehouse_cursor(spec.warehouse_path)
-    return [str(path) for kind in spec.kinds
-            for path in export_version(warehouse, spec.dataset, version, kind, "parquet", out_dir)]
+    kinds = [kind for kind in STAGES if kind in spec.kinds]
+    return [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds,
+                                                  spec.output_dir / spec.dataset)]
 
 
 @flow(name="synthrank-build")
-def build_flow(spec_path: str, wait_seconds: float = 0.0) -> dict:
-    """Run a build spec end to end and publish a new version of its dataset."""
-    started = time.perf_counter()
+def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool = False) -> dict:
+    """Run a build spec end to end and publish a new version of its dataset.
+
+    With ``only_if_changed`` (scheduled runs) and the spec's ``publish: if_changed``, a run
+    whose inputs (snapshots, spec, prompt versions) match the latest published version
+    records ``unchanged`` and publishes nothing.
+    """
+    started, started_at = time.perf_counter(), datetime.now()
     spec = load_spec(spec_path)
     with hold_warehouse(spec.warehouse_path, wait_seconds) as warehouse:
         snapshot_ids = ingest_sources(spec_path)
+        recorded_spec = spec.model_dump(mode="json")
+        inputs = inputs_fingerprint(snapshot_ids, spec_hash(recorded_spec), prompt_versions(recorded_spec))
+        if (only_if_changed and spec.publish == "if_changed"
+                and inputs == last_published_inputs(warehouse, spec.dataset)):
+            record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
+            return {"dataset": spec.dataset, "outcome": "unchanged", "inputs": inputs,
+                    "warehouse": str(spec.warehouse_path)}
         build_candidates(spec_path, snapshot_ids)
-        version = begin_version(warehouse, spec.dataset, spec.model_dump(mode="json"), snapshot_ids)
+        version = begin_version(warehouse, spec.dataset, recorded_spec, snapshot_ids)
         try:
-            results = [STAGES[kind](spec_path, snapshot_ids, version) for kind in STAGES if kind in spec.kinds]
+            results, stage_seconds = [], {}
+            for kind in (kind for kind in STAGES if kind in spec.kinds):
+                stage_started = time.perf_counter()
+                results.append(STAGES[kind](spec_path, snapshot_ids, version))
+                stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
-            publish_version(warehouse, spec.dataset, version, manifest)
+            manifest["timings"]["stage_seconds"] = stage_seconds
+            publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")
+            record_run(warehouse, spec.dataset, started_at, "failed", version, inputs, repr(exc)[:500])
             raise
+        record_run(warehouse, spec.dataset, started_at, "published", version, inputs)
         outputs = export_parquet(spec_path, version)
-    return {**manifest, "dataset": spec.dataset, "version": version, "outputs": outputs,
-            "warehouse": str(spec.warehouse_path), "wall_seconds": round(time.perf_counter() - started, 2)}
+    return {**manifest, "dataset": spec.dataset, "outcome": "published", "version": version,
+            "inputs": inputs, "outputs": outputs, "warehouse": str(spec.warehouse_path),
+            "wall_seconds": round(time.perf_counter() - started, 2)}
+
+
+def prompt_versions(spec: dict) -> dict[str, str]:
+    """Versions of the prompts a spec uses: every config field named ``prompt`` or ``*_prompt``."""
+    names: set[str] = set()
+
+    def collect(node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if (key == "prompt" or key.endswith("_prompt")) and isinstance(value, str):
+                    names.add(value)
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    collect(spec)
+    return {name: load_prompt(name).version for name in sorted(names)}
 
 
 def build_manifest(spec: BuildSpec, snapshot_ids: list[str], results: list[StageResult],
@@ -89,5 +138,20 @@ def build_manifest(spec: BuildSpec, snapshot_ids: list[str], results: list[Stage
         "teachers": [{"kind": r["kind"], **t} for r in results for t in r["teachers"]],
         "prompts": {name: v for r in results for name, v in r["prompts"].items()},
         "sampling": spec.sampling.model_dump(),
+        "cost": build_cost(spec, [t for r in results for t in r["teachers"]]),
         "timings": {"build_seconds": round(seconds, 2)},
     }
+
+
+def build_cost(spec: BuildSpec, teachers: list[dict]) -> dict:
+    """What this build's new teacher calls cost: tokens, teacher seconds, and USD when the
+    spec gives prices (reused answers cost nothing)."""
+    prompt = sum(t.get("prompt_tokens", 0) for t in teachers)
+    completion = sum(t.get("completion_tokens", 0) for t in teachers)
+    usd = None
+    if spec.pricing is not None:
+        usd = round((prompt * spec.pricing.prompt_usd_per_mtok
+                     + completion * spec.pricing.completion_usd_per_mtok) / 1e6, 6)
+    return {"calls_made": sum(t.get("calls_made", 0) for t in teachers), "prompt_tokens": prompt,
+            "completion_tokens": completion, "teacher_seconds": round(sum(t.get("seconds", 0) for t in teachers), 2),
+            "usd": usd}

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from warehouse.errors import SynthrankError
@@ -54,7 +55,8 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     """Run a build spec as a Prefect flow and publish a new dataset version."""
     from flows.spec import load_spec
 
-    load_spec(spec)  # fail fast, before Prefect starts, on a bad spec
+    parsed = load_spec(spec)  # fail fast, before Prefect starts, on a bad spec
+    _wait_for_warehouse(parsed.warehouse_path, wait)
     _prepare_prefect()
     from flows.build import build_flow
 
@@ -62,7 +64,47 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     _print_summary(summary)
 
 
+@app.command()
+def serve(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
+          cron: str = typer.Option("0 3 * * *", help="Cron schedule."),
+          name: Optional[str] = typer.Option(None, help="Deployment name (default build-DATASET).")) -> None:
+    """Serve the build as a scheduled Prefect deployment (runs until interrupted)."""
+    from flows.spec import load_spec
+
+    load_spec(spec)
+    _prepare_prefect()
+    from flows.schedule import serve_build
+
+    serve_build(spec, cron, name)
+
+
+@app.command()
+def deploy(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
+           work_pool: str = typer.Option(..., help="Prefect work pool whose workers run the build."),
+           cron: Optional[str] = typer.Option(None, help="Cron schedule."),
+           name: Optional[str] = typer.Option(None, help="Deployment name (default build-DATASET).")) -> None:
+    """Register the build as a deployment on a work pool."""
+    from flows.spec import load_spec
+
+    load_spec(spec)
+    _prepare_prefect()
+    from flows.schedule import deploy_build
+
+    out.print(f"deployment {deploy_build(spec, work_pool, cron, name)} registered on {work_pool}")
+
+
+def _wait_for_warehouse(path: Path, wait: float) -> None:
+    """Fail fast, before Prefect starts, when another process keeps the warehouse past ``wait``."""
+    from warehouse.db import Warehouse
+
+    Warehouse.open(path, wait_seconds=wait).close()
+
+
 def _print_summary(summary: dict) -> None:
+    if summary["outcome"] == "unchanged":
+        out.print(f"{summary['dataset']}: inputs unchanged since the latest published version "
+                  f"({summary['inputs']}); nothing published")
+        return
     table = Table(title=f"{summary['dataset']} v{summary['version']}", show_header=False)
     for kind, accepted in summary["counts"].items():
         table.add_row(f"{kind} rows accepted / attempted", f"{accepted} / {summary['attempted'][kind]}")
@@ -80,14 +122,20 @@ def _print_summary(summary: dict) -> None:
     out.print(f"warehouse: {summary['warehouse']}", soft_wrap=True)
 
 
-@app.command()
-def versions(dataset: Optional[str] = typer.Argument(None), warehouse: str = WarehouseOption) -> None:
-    """List dataset versions."""
-    from warehouse.db import Warehouse
-    from warehouse.versions import list_versions
+FromExportsOption = typer.Option(
+    None, "--from-exports", help="Read published versions from this export folder (OUT, or an object-store "
+    "URL read through DuckDB httpfs) instead of the warehouse. Used by default while a build holds it.")
 
-    with Warehouse.open(warehouse, read_only=True) as wh:
-        rows = list_versions(wh, dataset)
+
+@app.command()
+def versions(dataset: Optional[str] = typer.Argument(None), warehouse: str = WarehouseOption,
+             from_exports: Optional[str] = FromExportsOption) -> None:
+    """List dataset versions."""
+    from warehouse.exported import open_published
+
+    with open_published(warehouse, from_exports) as (store, note):
+        rows = store.list_versions(dataset)
+    _print_note(note)
     table = Table("dataset", "version", "status", "rows", "rejected", "spec", "published")
     for row in rows:
         manifest = row["manifest"]
@@ -102,15 +150,24 @@ def versions(dataset: Optional[str] = typer.Argument(None), warehouse: str = War
 def show(target: str = typer.Argument(..., help="DATASET or DATASET@N"),
          limit: int = typer.Option(3, help="How many rows."),
          kind: str = typer.Option("listwise"),
-         warehouse: str = WarehouseOption) -> None:
-    """Print a few rows of a published version readably."""
-    from warehouse.db import Warehouse
-    from warehouse.versions import load_rows, resolve_version
+         row: Optional[str] = typer.Option(None, "--row", help="Print one row's lineage and teacher calls "
+                                           "(row id or a unique prefix)."),
+         full: bool = typer.Option(False, "--full", help="With --row: print messages and reasoning uncut."),
+         as_json: bool = typer.Option(False, "--json", help="With --row: print the record as JSON."),
+         warehouse: str = WarehouseOption,
+         from_exports: Optional[str] = FromExportsOption) -> None:
+    """Print a few rows of a published version readably, or one row with its lineage (--row)."""
+    from warehouse.exported import open_published
 
     dataset, version = parse_target(target)
-    with Warehouse.open(warehouse, read_only=True) as wh:
-        version = resolve_version(wh, dataset, version)
-        rows = load_rows(wh, dataset, version, kind)[:limit]
+    with open_published(warehouse, from_exports) as (store, note):
+        version = store.resolve_version(dataset, version)
+        if row is not None:
+            _print_note(note)
+            _show_row(store, dataset, version, row, full, as_json)
+            return
+        rows = store.load_rows(dataset, version, kind)[:limit]
+    _print_note(note)
     out.print(f"[bold]{dataset}@{version}[/] · {kind} · showing {len(rows)} rows")
     for row in rows:
         out.rule(f"{row['row_id']} · {row['domain']} · qid {row['qid']}")
@@ -122,6 +179,159 @@ def show(target: str = typer.Argument(..., help="DATASET or DATASET@N"),
                   f" · sampling {json.dumps(row['sampling'])}[/]")
 
 
+@app.command()
+def export(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+           format: str = typer.Option(..., "--format", "-f",
+                                      help="e.g. reasonrank-sft, verl, rankzephyr, hf, parquet, chat"),
+           out_dir: Path = typer.Option(..., "--out", help="Folder to write into."),
+           kind: str = typer.Option("listwise", help="Dataset kind."),
+           push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
+                                                     help="Also upload the export to this hub dataset "
+                                                          "(needs a token and a network)."),
+           warehouse: str = WarehouseOption) -> None:
+    """Export one kind of a published version in a trainer's format (with OUT/manifest.json)."""
+    from warehouse.db import Warehouse
+    from warehouse.exports import MANIFEST_NAME, export_version
+
+    dataset, version = parse_target(target)
+    with Warehouse.open(warehouse, read_only=True) as wh:
+        paths = export_version(wh, dataset, version, kind, format, out_dir)
+    for path in paths:
+        out.print(f"wrote {path}", soft_wrap=True)
+    out.print(f"manifest {out_dir / MANIFEST_NAME}", soft_wrap=True)
+    if push_to_hub:
+        from warehouse.exports import push_to_hub as push
+
+        push(out_dir, kind, format, push_to_hub)
+        out.print(f"pushed to https://huggingface.co/datasets/{push_to_hub}")
+
+
+def _print_note(note: str | None) -> None:
+    if note:
+        out.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def _show_row(store, dataset: str, version: int, row_id: str, full: bool, as_json: bool) -> None:
+    """One row's data, lineage, verdicts and the teacher calls it came from."""
+    from warehouse.exported import WarehouseVersions
+    from warehouse.versions import LINEAGE_FIELDS, row_record
+
+    if isinstance(store, WarehouseVersions):
+        records = row_record(store.warehouse, dataset, version, row_id)
+    else:
+        records = [{"kind": kind, "row_id": r["row_id"], "status": "accepted", "rejections": [],
+                    "data": {k: v for k, v in r.items() if k not in LINEAGE_FIELDS},
+                    "lineage": {k: r[k] for k in LINEAGE_FIELDS if k in r}, "calls": None}
+                   for kind in store.kinds(dataset, version) for r in store.load_rows(dataset, version, kind)
+                   if r["row_id"].startswith(row_id)]
+    if not records:
+        raise SynthrankError(f"no row {row_id!r} in {dataset}@{version} ({store.where})")
+    if as_json:
+        print(json.dumps(records, ensure_ascii=False, indent=2, default=str))
+        return
+    limit = None if full else 1500
+    for record in records:
+        out.rule(f"{dataset}@{version} · {record['kind']} · row {record['row_id']} · {record['status']}")
+        for stage, reason, score in record["rejections"]:
+            out.print(f"[bold red]rejected by {escape(stage)}:[/] {escape(reason)}"
+                      + (f" (score {score:g})" if score is not None else ""))
+        out.print("[bold]data[/]")
+        for name, value in record["data"].items():
+            out.print(f"  {name}: {escape(_clip(_text(value), 400 if limit else None))}", soft_wrap=True)
+        out.print("[bold]lineage[/]")
+        for name, value in record["lineage"].items():
+            out.print(f"  {name}: {escape(_text(value))}", soft_wrap=True)
+        if record["calls"] is None:
+            out.print("[dim]teacher calls: stored in the warehouse, which this reader cannot open now[/]")
+            continue
+        for call in record["calls"]:
+            _print_call(call, limit)
+
+
+def _print_call(call: dict, limit: int | None) -> None:
+    out.print(f"[bold]teacher call {call['call_key'][:16]}[/] · {call['backend']} · {escape(call['model'])} · "
+              f"sample {call['sample_index']} · {call['status']} · finish {call['finish_reason']} · tokens "
+              f"{call['prompt_tokens']} / {call['completion_tokens']} · {call['attempts']} attempt(s)")
+    request = call["request"]
+    for message in request.get("messages", []):
+        out.print(f"  [cyan]{message.get('role')}:[/] {escape(_clip(str(message.get('content')), limit))}",
+                  soft_wrap=True)
+    out.print(f"  [cyan]sampling:[/] {escape(_text({k: v for k, v in request.items() if k != 'messages'}))}",
+              soft_wrap=True)
+    out.print(f"  [cyan]reasoning:[/] {escape(_clip(call['reasoning'] or '', limit))}", soft_wrap=True)
+    out.print(f"  [cyan]answer:[/] {escape(_clip(call['content'] or call['error'] or '', limit))}", soft_wrap=True)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+@app.command()
+def diff(a: str = typer.Argument(..., help="DATASET@A (the older version)"),
+         b: str = typer.Argument(..., help="DATASET@B or @B (the newer version)"),
+         examples: int = typer.Option(3, help="Rows to show of each sort of change, per kind."),
+         as_json: bool = typer.Option(False, "--json", help="Print the diff as JSON."),
+         warehouse: str = WarehouseOption,
+         from_exports: Optional[str] = FromExportsOption) -> None:
+    """Rows added, removed and changed (labels, verdicts) between two versions, by kind."""
+    from warehouse.diff import diff_versions
+    from warehouse.exported import open_published
+
+    dataset, version_a = parse_target(a)
+    other, version_b = parse_target(b if "@" not in b or b.split("@")[0] else dataset + b)
+    if other != dataset:
+        raise SynthrankError(f"diff compares two versions of one dataset, got {dataset!r} and {other!r}")
+    with open_published(warehouse, from_exports) as (store, note):
+        result = diff_versions(store, dataset, version_a, version_b, examples)
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str))
+        return
+    _print_note(note)
+    _print_diff(result)
+
+
+def _print_diff(result) -> None:
+    table = Table("kind", f"@{result.version_a}", f"@{result.version_b}", "added", "removed", "changed",
+                  "labels", "verdicts", "same", title=f"{result.dataset}@{result.version_a} → @{result.version_b}",
+                  caption="labels, verdicts: changed rows whose label fields, filter verdicts differ")
+    for kind in result.kinds:
+        s = kind.summary()
+        table.add_row(kind.kind, *(str(s[k]) for k in ("rows_a", "rows_b", "added", "removed", "changed",
+                                                         "label_changed", "verdict_changed", "unchanged")))
+    out.print(table)
+    for kind in result.kinds:
+        s = kind.summary()
+        if s["now_rejected"] or s["now_accepted"]:
+            out.print(f"{kind.kind}: {s['now_rejected']} removed rows were rejected in @{result.version_b}; "
+                      f"{s['now_accepted']} added rows had been rejected in @{result.version_a}")
+        if kind.fields_changed:
+            out.print(f"{kind.kind}: fields changed: " + ", ".join(f"{k} {n}" for k, n in kind.fields_changed.items()))
+        for example in kind.examples:
+            out.print(f"  [bold]{example['change']}[/] {example['row_id']}: "
+                      f"{escape(_text({k: v for k, v in example.items() if k not in ('change', 'row_id')}))}",
+                      soft_wrap=True)
+
+
+@app.command()
+def audit(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+          out_dir: Path = typer.Option(..., "--out", help="Folder for the HTML report and Markdown summary."),
+          against: Optional[str] = typer.Option(None, "--against", metavar="DATASET@M",
+                                                help="Compare with another version or another teacher's dataset."),
+          wait: float = typer.Option(0.0, help="Seconds to wait for a build holding the warehouse."),
+          warehouse: str = WarehouseOption) -> None:
+    """Label-quality audit: figures against qrels, consistency, rejections, cost, samples (HTML + Markdown)."""
+    from flows.report import write_audit
+
+    dataset, version = parse_target(target)
+    files = write_audit(warehouse, dataset, version, out_dir, parse_target(against) if against else None, wait)
+    table = Table("figure", "value", "n", title=f"audit of {target}")
+    for item in files.headline:
+        table.add_row(item["figure"], item["value"], item["n"] + (f" · {item['note']}" if item["note"] else ""))
+    out.print(table)
+    out.print(f"report: {files.html}", soft_wrap=True)
+    out.print(f"summary: {files.markdown}", soft_wrap=True)
+
+
 def parse_target(target: str) -> tuple[str, int | None]:
     """``name`` or ``name@N``."""
     name, _, number = target.partition("@")
@@ -130,8 +340,8 @@ def parse_target(target: str) -> tuple[str, int | None]:
     return name, int(number) if number else None
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + " …"
+def _clip(text: str, limit: int | None) -> str:
+    return text if limit is None or len(text) <= limit else text[:limit] + " …"
 
 
 def main() -> None:

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generators.candidates import CandidateConfig
 from generators.listwise import ListwiseConfig
+from generators.mixed_cot import MixedCotConfig
+from generators.negatives import NegativesConfig
+from generators.pointwise import PointwiseConfig
 from generators.teachers import Sampling, TeacherConfig
 from warehouse.errors import InputError
 
@@ -28,6 +31,17 @@ class SourceSpec(BaseModel):
     path: str | None = None
     hf: str | None = Field(None, description="a Hugging Face hub dataset id (needs a network)")
     queries: int | None = Field(None, ge=1, description="how many queries to use (default: all)")
+    candidates: CandidateConfig | None = Field(
+        None, description="this source's candidate settings; fields given override the spec's")
+
+
+class Pricing(BaseModel):
+    """Teacher prices, for the cost a version's manifest records (USD per million tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_usd_per_mtok: float = Field(0.0, ge=0)
+    completion_usd_per_mtok: float = Field(0.0, ge=0)
 
 
 class BuildSpec(BaseModel):
@@ -39,15 +53,28 @@ class BuildSpec(BaseModel):
     output: str = "out"
     warehouse: str | None = None
     seed: int = 0
+    publish: Literal["if_changed", "always"] = Field(
+        "if_changed", description="scheduled runs: publish only when inputs changed, or always")
     sources: list[SourceSpec] = Field(min_length=1)
-    kinds: list[Literal["listwise"]] = Field(["listwise"], min_length=1,
-                                             description="dataset kinds this build produces")
+    kinds: list[Literal["pointwise", "listwise", "negatives", "mixed_cot"]] = Field(
+        ["listwise"], min_length=1, description="dataset kinds this build produces")
     candidates: CandidateConfig = CandidateConfig()
     listwise: ListwiseConfig = ListwiseConfig()
+    pointwise: PointwiseConfig = PointwiseConfig()
+    negatives: NegativesConfig = NegativesConfig()
+    mixed_cot: MixedCotConfig = MixedCotConfig()
     teacher: TeacherConfig = TeacherConfig()
     sampling: Sampling = Sampling()
+    pricing: Pricing | None = Field(None, description="teacher prices; without them cost is tokens only")
 
     base_dir: Path = Field(Path("."), exclude=True)
+
+    def candidates_for(self, source: SourceSpec) -> CandidateConfig:
+        """The candidate settings of one source: the spec's, with the source's overrides."""
+        if source.candidates is None:
+            return self.candidates
+        overrides = {name: getattr(source.candidates, name) for name in source.candidates.model_fields_set}
+        return self.candidates.model_copy(update=overrides)
 
     def resolve(self, path: str) -> Path:
         """A spec path made absolute against the spec file's folder."""

@@ -1,4 +1,11 @@
-"""Candidate retrieval: top-k passages per query from a snapshot."""
+"""Candidate retrieval: top-k passages per query from a snapshot, by BM25, dense or hybrid.
+
+- ``bm25``: bm25s over title and text (English stopwords unless ``stopwords`` is null).
+- ``dense``: a sentence-transformers model (default all-MiniLM-L6-v2, offline); passage
+  embeddings are computed once per (snapshot, model) and stored in the warehouse.
+- ``hybrid``: reciprocal rank fusion of the top ``depth`` of both,
+  score(d) = sum over retrievers of 1 / (rrf_k + rank(d)).
+"""
 
 from __future__ import annotations
 
@@ -8,24 +15,39 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from warehouse.candidates import has_candidates, load_candidates, store_candidates
 from warehouse.db import Warehouse
 from warehouse.snapshots import Snapshot, load_passages, load_qrels, load_queries
 
+Ranked = dict[str, list[tuple[str, float]]]  # qid -> [(docid, score), ...], best first
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
 
 class CandidateConfig(BaseModel):
-    """How candidate lists are built (``k`` passages per query)."""
+    """How candidate lists are built: ``k`` passages per query by ``method``.
+
+    ``model`` is the dense model (a sentence-transformers name or an absolute path);
+    ``rrf_k`` and ``depth`` only matter for ``hybrid`` (fuse each retriever's top ``depth``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["bm25"] = "bm25"
+    method: Literal["bm25", "dense", "hybrid"] = "bm25"
     k: int = Field(20, ge=1)
+    model: str = DEFAULT_EMBEDDER
+    stopwords: str | None = Field("en", description="bm25s stopword list; null keeps every token")
+    rrf_k: int = Field(60, ge=1)
+    depth: int = Field(100, ge=1, description="hybrid: how deep each retriever's list is fused")
 
     def retriever_id(self) -> str:
-        """A stable name for these settings, under which the lists are stored."""
-        return f"{self.method}:k={self.k}"
+        """A stable name for every setting that changes the lists; lists are stored under it."""
+        used = {"bm25": ("stopwords",), "dense": ("model",),
+                "hybrid": ("stopwords", "model", "rrf_k", "depth")}[self.method]
+        return ":".join([self.method, f"k={self.k}", *(f"{name}={getattr(self, name)}" for name in used)])
 
 
 def passage_text(title: str, text: str) -> str:
@@ -34,17 +56,17 @@ def passage_text(title: str, text: str) -> str:
 
 
 def bm25_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str],
-                    k: int) -> dict[str, list[tuple[str, float]]]:
+                    k: int, stopwords: str | None = "en") -> Ranked:
     """qid -> [(docid, score), ...], the top ``k`` passages by BM25 (bm25s), best first."""
     import bm25s
 
     docids = list(passages)
-    corpus_tokens = bm25s.tokenize([passage_text(*passages[d]) for d in docids], stopwords="en",
+    corpus_tokens = bm25s.tokenize([passage_text(*passages[d]) for d in docids], stopwords=stopwords,
                                    show_progress=False)
     retriever = bm25s.BM25()
     retriever.index(corpus_tokens, show_progress=False)
     qids = list(queries)
-    query_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False)
+    query_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords=stopwords, show_progress=False)
     top = min(k, len(docids))
     indices, scores = retriever.retrieve(query_tokens, k=top, show_progress=False, n_threads=1)
     return {
@@ -53,15 +75,66 @@ def bm25_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str
     }
 
 
+def dense_candidates(docids: list[str], passage_vectors: np.ndarray, queries: dict[str, str], k: int,
+                     model: str = DEFAULT_EMBEDDER) -> Ranked:
+    """qid -> the top ``k`` passages by cosine similarity (ties by docid order), best first."""
+    from generators.embeddings import encode
+
+    qids = list(queries)
+    if not qids or not docids:
+        return {qid: [] for qid in qids}
+    similarities = encode([queries[q] for q in qids], model) @ passage_vectors.T
+    top = min(k, len(docids))
+    ranked = {}
+    for row, qid in enumerate(qids):
+        order = np.argsort(-similarities[row], kind="stable")[:top]
+        ranked[qid] = [(docids[int(i)], float(similarities[row, i])) for i in order]
+    return ranked
+
+
+def reciprocal_rank_fusion(runs: list[Ranked], k: int, rrf_k: int = 60) -> Ranked:
+    """Fuse ranked lists: score(d) = sum of 1 / (rrf_k + rank) over the runs that hold d;
+    ties go to the better best rank, then the smaller docid."""
+    fused: Ranked = {}
+    for qid in sorted(set().union(*runs)):
+        scores: dict[str, float] = {}
+        best: dict[str, int] = {}
+        for run in runs:
+            for rank, (docid, _) in enumerate(run.get(qid, []), start=1):
+                scores[docid] = scores.get(docid, 0.0) + 1.0 / (rrf_k + rank)
+                best[docid] = min(best.get(docid, rank), rank)
+        order = sorted(scores, key=lambda d: (-scores[d], best[d], d))[:k]
+        fused[qid] = [(docid, scores[docid]) for docid in order]
+    return fused
+
+
+def retrieve(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig) -> Ranked:
+    """Candidate lists of every query of a snapshot under ``config``."""
+    passages = load_passages(warehouse, snapshot_id)
+    queries = {qid: text for qid, (text, _) in load_queries(warehouse, snapshot_id).items()}
+    if config.method == "bm25":
+        return bm25_candidates(passages, queries, config.k, config.stopwords)
+    from generators.embeddings import snapshot_embeddings
+
+    docids, vectors = snapshot_embeddings(warehouse, snapshot_id, config.model)
+    if config.method == "dense":
+        return dense_candidates(docids, vectors, queries, config.k, config.model)
+    runs = [bm25_candidates(passages, queries, config.depth, config.stopwords),
+            dense_candidates(docids, vectors, queries, config.depth, config.model)]
+    return reciprocal_rank_fusion(runs, config.k, config.rrf_k)
+
+
 @dataclass(frozen=True)
 class CandidateList:
-    """One query's candidates as the retriever ranked them."""
+    """One query's candidates as the retriever ranked them, with the source's reference
+    answers (shown to the pointwise teacher only, never in a listwise prompt)."""
 
     snapshot_id: str
     domain: str
     qid: str
     query: str
     docids: tuple[str, ...]
+    answers: tuple[str, ...] = ()
 
     @property
     def list_id(self) -> str:
@@ -82,10 +155,7 @@ def ensure_candidates(warehouse: Warehouse, snapshot_id: str, config: CandidateC
     """Compute and store the snapshot's candidate lists unless stored; True if computed."""
     if has_candidates(warehouse, snapshot_id, config.retriever_id()):
         return False
-    passages = load_passages(warehouse, snapshot_id)
-    queries = {qid: text for qid, (text, _) in load_queries(warehouse, snapshot_id).items()}
-    store_candidates(warehouse, snapshot_id, config.retriever_id(),
-                     bm25_candidates(passages, queries, config.k))
+    store_candidates(warehouse, snapshot_id, config.retriever_id(), retrieve(warehouse, snapshot_id, config))
     return True
 
 
@@ -97,6 +167,6 @@ def candidate_lists(warehouse: Warehouse, snapshot: Snapshot, config: CandidateC
     stored = load_candidates(warehouse, snapshot.snapshot_id, config.retriever_id())
     return [
         CandidateList(snapshot.snapshot_id, snapshot.domain, qid, queries[qid][0],
-                      tuple(docid for docid, _ in stored[qid]))
+                      tuple(docid for docid, _ in stored.get(qid, [])), tuple(queries[qid][1] or ()))
         for qid in select_queries(list(queries), judged, count, seed)
     ]

@@ -11,12 +11,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from generators.candidates import passage_text
+from generators.candidates import DEFAULT_EMBEDDER, passage_text
 from warehouse.db import Warehouse
 from warehouse.embeddings import has_embeddings, load_embeddings, store_embeddings
 from warehouse.snapshots import load_passages
-
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
 def _model_location(name: str) -> str:

@@ -65,3 +65,4 @@ def load_prompt(name: str, directory: Path = PROMPT_DIR) -> Prompt:
         system=spec.get("system", ""),
         user=spec["user"],
     )
+

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from generators.candidates import CandidateList, select_queries
-from generators.listwise import ListwiseConfig, build_row, clean_passage, parse_ranking, plan_samples
+from generators.listwise import (ListwiseConfig, SampleRanking, build_row, clean_passage, parse_ranking,
+                                 plan_samples)
 from generators.teachers import Call, Completion, Sampling, split_reasoning
 from prompts import load_prompt
 
@@ -63,13 +64,15 @@ def test_planned_rows_map_positions_back_to_passage_ids():
     lists = [CandidateList("snap", "dom", "q1", "query one", ("c", "a", "d", "b"))]
     planned = plan_samples(lists, passages, prompt, ListwiseConfig(window=3), "m", Sampling())
     assert len(planned) == 1 and planned[0].presented == ("c", "a", "d")
-    user = planned[0].call.messages[-1][1]
+    user = planned[0].first_call.messages[-1][1]
     assert "[1] title c. text of c" in user and "[3] title d" in user and "title b" not in user
-    row = build_row(planned[0], Completion(status="ok", content="<answer>[3] > [1] > [2]</answer>",
-                                           finish_reason="stop"), prompt, "embedded")
+    ranking = SampleRanking.start(planned[0])
+    ranking.record(planned[0].first_call, Completion(status="ok", content="<answer>[3] > [1] > [2]</answer>",
+                                                     finish_reason="stop"))
+    row = build_row(ranking, prompt, "embedded")
     assert row["reason"] is None
     assert row["final_list"] == ["d", "c", "a"]
-    assert row["prompt_version"] == prompt.version and row["call_keys"] == [planned[0].call.key]
+    assert row["prompt_version"] == prompt.version and row["call_keys"] == [planned[0].first_call.key]
 
 
 def test_select_queries_prefers_judged_and_is_seeded():

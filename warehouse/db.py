@@ -14,7 +14,8 @@ import pyarrow as pa
 from warehouse.errors import WarehouseLocked
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?)(?: \(PID (\d+)\))?(?:\.|$| by)", re.S)
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?: \(PID (\d+)\))?(?:\. See also|$)", re.S)
+_SECRET_ARG = re.compile(r"key|token|secret|password", re.I)
 
 
 class Warehouse:
@@ -29,8 +30,9 @@ class Warehouse:
     def open(cls, path: str | Path, read_only: bool = False, wait_seconds: float = 0.0) -> "Warehouse":
         """Open (creating if needed) the warehouse at ``path``.
 
-        DuckDB lets one process write a file at a time. When another process holds it, retry
-        for up to ``wait_seconds`` and then raise :class:`WarehouseLocked` naming that process.
+        DuckDB lets one process write a file at a time, and no other process read it meanwhile.
+        When another process holds it, retry for up to ``wait_seconds`` and then raise
+        :class:`WarehouseLocked` naming that process (PID and command line).
         """
         path = Path(path)
         if read_only and not path.exists():
@@ -46,11 +48,8 @@ class Warehouse:
                 if holder is None:
                     raise
                 if time.monotonic() >= deadline:
-                    who = holder.group(1).strip() + (f" (PID {holder.group(2)})" if holder.group(2) else "")
-                    raise WarehouseLocked(
-                        f"{path} is in use by another process: {who}. "
-                        f"Waited {wait_seconds:.0f} s; wait for it to finish or raise --wait."
-                    ) from None
+                    raise _locked(path, _describe_holder(holder.group(1), holder.group(2)),
+                                  read_only, wait_seconds) from None
                 time.sleep(0.5)
         warehouse = cls(con, path, read_only)
         if not read_only:
@@ -93,3 +92,37 @@ class Warehouse:
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _synthrank_bulk")
         finally:
             self.con.unregister("_synthrank_bulk")
+
+
+def _locked(path: Path, holder: str, read_only: bool, wait_seconds: float) -> WarehouseLocked:
+    advice = f"Waited {wait_seconds:g} s; wait for it to finish or raise --wait."
+    if read_only:
+        advice = f"DuckDB lets no other process open the file while one writes it. {advice}"
+    return WarehouseLocked(f"{path} is in use by another process: {holder}. {advice}", holder)
+
+
+def _describe_holder(program: str, pid: str | None) -> str:
+    """``PID n: <command line>`` when the process can be looked up, else what DuckDB said."""
+    if pid is None:
+        return program.strip()
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return f"PID {pid} ({program.strip()})"
+    return f"PID {pid} ({_redacted_command(args)})"
+
+
+def _redacted_command(args: list[str]) -> str:
+    """A command line with the value of any key/token/secret/password argument hidden."""
+    shown, hide_next = [], False
+    for arg in filter(None, args):
+        name, equals, _ = arg.partition("=")
+        if hide_next:
+            shown.append("***")
+        elif equals and _SECRET_ARG.search(name):
+            shown.append(f"{name}=***")
+        else:
+            shown.append(arg)
+        hide_next = arg.startswith("-") and not equals and bool(_SECRET_ARG.search(arg))
+    command = " ".join(" ".join(shown).split())
+    return command if len(command) <= 200 else command[:200] + " …"

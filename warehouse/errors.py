@@ -10,4 +10,8 @@ class InputError(SynthrankError):
 
 
 class WarehouseLocked(SynthrankError):
-    """Another process holds the warehouse file for writing."""
+    """Another process holds the warehouse file for writing; ``holder`` names it."""
+
+    def __init__(self, message: str, holder: str = ""):
+        super().__init__(message)
+        self.holder = holder

@@ -1,21 +1,237 @@
-"""Exports of a published version to the files trainers load (formats in ``warehouse/formats``)."""
+"""Exports of a published version: the files trainers load, each folder with a manifest.
+
+Every export folder holds ``manifest.json``: dataset, version, formats, row counts, the
+sha256 of every file, the version's build manifest and a lineage summary per kind. The
+same version exported twice gives identical bytes, manifest included. A build publishes
+
+    OUT/DATASET/versions.json      the published versions (readers use it while a build runs)
+    OUT/DATASET/vN/manifest.json   and vN/<kind>.parquet for every kind
+
+Formats live in ``warehouse/formats`` (see its registry).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
 from pathlib import Path
 
 from warehouse.db import Warehouse
-from warehouse.errors import InputError
-from warehouse.formats import EXPORTERS
-from warehouse.versions import load_rows, resolve_version
+from warehouse.errors import InputError, SynthrankError
+from warehouse.formats import find_exporter, known_formats
+from warehouse.versions import list_versions, load_rows, resolve_version, verify_version, version_info
+
+MANIFEST_NAME = "manifest.json"
+INDEX_NAME = "versions.json"
 
 
 def export_version(warehouse: Warehouse, dataset: str, version: int | None, kind: str, fmt: str,
                    out_dir: Path) -> list[Path]:
-    """Write one kind of a published version in one format into ``out_dir``."""
-    if (kind, fmt) not in EXPORTERS:
-        known = sorted(f"{k}/{f}" for k, f in EXPORTERS)
-        raise InputError(f"no export format {fmt!r} for kind {kind!r} (known: {known})")
+    """Write one kind of a published version in one format into ``out_dir`` and record it in
+    ``out_dir/manifest.json`` (a folder holds exports of one version only).
+
+    The version's rows are checked against the fingerprints recorded at publish time first.
+    """
+    export = find_exporter(kind, fmt)
+    if export is None:
+        raise InputError(f"no export format {fmt!r} for kind {kind!r} (known: {known_formats(kind)})")
     version = resolve_version(warehouse, dataset, version)
+    verify_version(warehouse, dataset, version)
+    out_dir = Path(out_dir)
+    manifest = _folder_manifest(out_dir, version_info(warehouse, dataset, version))
     rows = load_rows(warehouse, dataset, version, kind)
-    return EXPORTERS[(kind, fmt)](rows, Path(out_dir), kind)
+    paths = [Path(p) for p in export(rows, out_dir, kind)]
+    _record_export(manifest, out_dir, kind, fmt, rows, paths)
+    _write_json(out_dir / MANIFEST_NAME, manifest)
+    return paths
+
+
+def _folder_manifest(out_dir: Path, info: dict) -> dict:
+    """The folder's manifest to extend, or a new one; refuses a folder of another version."""
+    existing = read_manifest(out_dir) if (out_dir / MANIFEST_NAME).is_file() else None
+    if existing is None:
+        return {
+            "dataset": info["dataset"], "version": info["version"],
+            "parent_version": info["parent_version"], "spec_hash": info["spec_hash"],
+            "code_version": info["code_version"], "snapshot_ids": list(info["snapshot_ids"]),
+            "published_at": _iso(info["published_at"]), "build": info["manifest"],
+            "formats": [], "exports": [], "files": {}, "lineage": {},
+        }
+    if (existing.get("dataset"), existing.get("version")) != (info["dataset"], info["version"]):
+        raise InputError(f"{out_dir} holds an export of {existing.get('dataset')}@{existing.get('version')} "
+                         f"({MANIFEST_NAME}); export {info['dataset']}@{info['version']} to another folder")
+    return existing
+
+
+def _record_export(manifest: dict, out_dir: Path, kind: str, fmt: str, rows: list[dict],
+                   paths: list[Path]) -> None:
+    replaced = [e for e in manifest["exports"] if (e["kind"], e["format"]) == (kind, fmt)]
+    for entry in replaced:
+        for name in entry["files"]:
+            manifest["files"].pop(name, None)
+    files = _hash_files(out_dir, paths)
+    exports = [e for e in manifest["exports"] if e not in replaced]
+    exports.append({"kind": kind, "format": fmt, "rows": len(rows), "files": sorted(files)})
+    manifest["exports"] = sorted(exports, key=lambda e: (e["kind"], e["format"]))
+    manifest["formats"] = sorted({e["format"] for e in exports})
+    manifest["files"] = dict(sorted({**manifest["files"], **files}.items()))
+    manifest["lineage"] = dict(sorted({**manifest["lineage"], kind: lineage_summary(rows)}.items()))
+
+
+def _hash_files(out_dir: Path, paths: list[Path]) -> dict[str, dict]:
+    """``relative/path -> {sha256, bytes}`` for every file written (folders walked)."""
+    files = {}
+    for path in paths:
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                files[file.relative_to(out_dir).as_posix()] = {"sha256": _sha256(file),
+                                                               "bytes": file.stat().st_size}
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def lineage_summary(rows: list[dict]) -> dict:
+    """How a kind's rows were made: snapshots, teachers, prompts, sampling, calls, filter flags."""
+    teachers = Counter((r.get("teacher_backend"), r.get("teacher_model")) for r in rows if r.get("teacher_model"))
+    prompts = Counter(f"{r['prompt_name']}@{r.get('prompt_version')}" for r in rows if r.get("prompt_name"))
+    sampling = Counter(json.dumps(r["sampling"], sort_keys=True) for r in rows if r.get("sampling"))
+    flags = Counter(f"{label}:{verdict['reason']}" for r in rows
+                    for label, verdict in (r.get("filter_verdicts") or {}).items()
+                    if isinstance(verdict, dict) and verdict.get("reason"))
+    return {
+        "rows": len(rows),
+        "snapshot_ids": sorted({r["snapshot_id"] for r in rows if r.get("snapshot_id")}),
+        "teachers": [{"backend": b, "model": m, "rows": n} for (b, m), n in sorted(teachers.items(), key=str)],
+        "prompts": dict(sorted(prompts.items())),
+        "sampling": [{"params": json.loads(s), "rows": n} for s, n in sorted(sampling.items())],
+        "teacher_calls": sum(len(r.get("call_keys") or []) for r in rows),
+        "filter_flags": dict(sorted(flags.items())),
+    }
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable export manifest ({exc})") from None
+
+
+def verify_export(folder: Path) -> list[str]:
+    """Problems with an export folder: files its manifest lists that are missing or whose
+    sha256 differs. An empty list means the files are exactly what was exported."""
+    folder = Path(folder)
+    problems = []
+    for name, expected in read_manifest(folder)["files"].items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif _sha256(path) != expected["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest")
+    return problems
+
+
+def publish_exports(warehouse: Warehouse, dataset: str, version: int, kinds: list[str],
+                    dataset_dir: Path) -> list[Path]:
+    """Export every kind of a just-published version as parquet to ``dataset_dir/vN`` (built
+    in a hidden folder and renamed into place whole), then rewrite ``versions.json``."""
+    dataset_dir = Path(dataset_dir)
+    final = dataset_dir / f"v{version}"
+    staging = dataset_dir / f".v{version}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    paths = [path for kind in kinds for path in export_version(warehouse, dataset, version, kind, "parquet", staging)]
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    write_versions_index(warehouse, dataset, dataset_dir)
+    return [final / path.relative_to(staging) for path in paths]
+
+
+def write_versions_index(warehouse: Warehouse, dataset: str, dataset_dir: Path) -> Path:
+    """``dataset_dir/versions.json``: the published versions that have an export folder there."""
+    dataset_dir = Path(dataset_dir)
+    versions = [{
+        "version": v["version"], "parent_version": v["parent_version"], "folder": f"v{v['version']}",
+        "spec_hash": v["spec_hash"], "code_version": v["code_version"],
+        "snapshot_ids": list(v["snapshot_ids"]), "created_at": _iso(v["created_at"]),
+        "published_at": _iso(v["published_at"]), "manifest": v["manifest"],
+    } for v in list_versions(warehouse, dataset)
+        if v["status"] == "published" and (dataset_dir / f"v{v['version']}" / MANIFEST_NAME).is_file()]
+    path = dataset_dir / INDEX_NAME
+    _write_json(path, {"dataset": dataset, "versions": versions})
+    return path
+
+
+def _write_json(path: Path, value: dict) -> None:
+    """Deterministic JSON (sorted keys, two-space indent), replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def push_to_hub(out_dir: Path, kind: str, fmt: str, repo: str) -> None:
+    """Upload the ``kind``/``fmt`` export in ``out_dir`` to the hub dataset ``repo`` through
+    ``datasets``. Needs a token (HF_TOKEN or ``hf auth login``) and a network; without
+    either, a SynthrankError says which (the export on disk is complete either way)."""
+    from huggingface_hub import constants, get_token
+
+    done = f"the export in {out_dir} is complete"
+    if constants.HF_HUB_OFFLINE:
+        raise SynthrankError(f"--push-to-hub {repo}: HF_HUB_OFFLINE is set; unset it on a machine "
+                             f"with a network ({done})")
+    if not get_token():
+        raise SynthrankError(f"--push-to-hub {repo} needs a Hugging Face token: set HF_TOKEN or run "
+                             f"`hf auth login` ({done})")
+    dataset = _load_export(Path(out_dir), kind, fmt)
+    manifest = read_manifest(out_dir)
+    try:
+        dataset.push_to_hub(repo, config_name=kind,
+                            commit_message=f"synthrank {manifest['dataset']}@{manifest['version']} {kind}/{fmt}")
+    except Exception as exc:
+        if not _is_network_error(exc):
+            raise
+        raise SynthrankError(f"--push-to-hub {repo} failed: {type(exc).__name__}: {exc} ({done})") from None
+
+
+def _load_export(out_dir: Path, kind: str, fmt: str):
+    """The files of one export as a ``datasets.Dataset``."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
+    entries = [e for e in read_manifest(out_dir)["exports"] if (e["kind"], e["format"]) == (kind, fmt)]
+    if not entries:
+        raise InputError(f"{out_dir}/{MANIFEST_NAME} lists no {kind}/{fmt} export")
+    files = [out_dir / name for name in entries[0]["files"]]
+    saved = [f.parent for f in files if f.name == "state.json"]
+    if saved:
+        return datasets.load_from_disk(str(saved[0]))
+    tables = [pq.read_table(f) if f.suffix == ".parquet" else pa_json.read_json(f)
+              for f in files if f.suffix in (".parquet", ".jsonl", ".json")]
+    if not tables:
+        raise InputError(f"{kind}/{fmt} export in {out_dir} has no parquet, jsonl or datasets files to push")
+    return datasets.Dataset(pa.concat_tables(tables, promote_options="default"))
+
+
+def _is_network_error(exc: Exception) -> bool:
+    """A transport or HTTP failure from the hub client (whichever HTTP library it uses)."""
+    roots = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
+    return isinstance(exc, OSError) or bool(roots & {"httpx", "httpx2", "requests", "urllib3", "huggingface_hub"})

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS teacher_calls (
     created_at        TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
--- Dataset versions: a staging version becomes published in one transaction, then never changes.
+-- Dataset versions: a staging version becomes published in one transaction, then never changes
+-- (warehouse/versions.py refuses; the manifest's per-kind row fingerprints catch edits made behind it).
 CREATE TABLE IF NOT EXISTS dataset_versions (
     dataset        VARCHAR NOT NULL,
     version        INTEGER NOT NULL,
@@ -78,7 +79,8 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
     spec_hash      VARCHAR NOT NULL,
     code_version   VARCHAR NOT NULL,
     snapshot_ids   VARCHAR[] NOT NULL,
-    manifest       JSON NOT NULL,           -- teachers, prompts, counts, rejections, tokens, timings
+    manifest       JSON NOT NULL,           -- teachers, prompts, counts, rejections, content
+                                            -- (row fingerprints), tokens, cost, timings
     created_at     TIMESTAMP NOT NULL DEFAULT current_timestamp,
     published_at   TIMESTAMP,
     PRIMARY KEY (dataset, version)

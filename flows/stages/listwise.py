@@ -1,20 +1,34 @@
-"""The listwise stage: rank candidate lists with the teacher, validate strictly."""
+"""The listwise stage: rank candidate lists with the teacher (sliding windows, shuffled
+samples), validate strictly, attach the pointwise positives staged in the same version."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterator
 
 from prefect import task
 
-from flows.spec import load_spec
+from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, warehouse_cursor
-from generators.candidates import candidate_lists
-from generators.listwise import build_row, plan_samples
+from generators.candidates import CandidateList, candidate_lists
+from generators.listwise import build_row, plan_samples, rank_samples
+from generators.pointwise import attach_positives, positives_by_query
 from generators.teachers import TeacherRunner, make_backend
 from prompts import load_prompt
 from warehouse.calls import CallStore
+from warehouse.db import Warehouse
 from warehouse.snapshots import find_snapshot, load_passages
-from warehouse.versions import add_rejections, add_rows
+from warehouse.versions import add_rejections, add_rows, load_rows
+
+
+def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str]
+                   ) -> Iterator[tuple[list[CandidateList], dict[str, tuple[str, str]]]]:
+    """Per source: the candidate lists of its selected queries (its own candidate settings)
+    and its passages."""
+    for source, snapshot_id in zip(spec.sources, snapshot_ids):
+        snapshot = find_snapshot(warehouse, snapshot_id)
+        lists = candidate_lists(warehouse, snapshot, spec.candidates_for(source), source.queries, spec.seed)
+        yield lists, load_passages(warehouse, snapshot_id)
 
 
 @task(name="listwise")
@@ -24,15 +38,12 @@ def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> Sta
     warehouse = warehouse_cursor(spec.warehouse_path)
     prompt = load_prompt(spec.listwise.prompt)
     backend = make_backend(spec.teacher)
-    planned = []
-    for source, snapshot_id in zip(spec.sources, snapshot_ids):
-        snapshot = find_snapshot(warehouse, snapshot_id)
-        lists = candidate_lists(warehouse, snapshot, spec.candidates, source.queries, spec.seed)
-        planned += plan_samples(lists, load_passages(warehouse, snapshot_id), prompt, spec.listwise,
-                                backend.model, spec.sampling)
-    answers, stats = TeacherRunner(backend, CallStore(warehouse)).run([p.call for p in planned],
-                                                                      "listwise")
-    rows = [build_row(sample, answers[sample.call.key], prompt, backend.name) for sample in planned]
+    planned = [sample for lists, passages in selected_lists(spec, warehouse, snapshot_ids)
+               for sample in plan_samples(lists, passages, prompt, spec.listwise, backend.model,
+                                          spec.sampling, spec.seed)]
+    rankings, stats = rank_samples(planned, TeacherRunner(backend, CallStore(warehouse)), "listwise")
+    positives = positives_by_query(load_rows(warehouse, spec.dataset, version, "pointwise"))
+    rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
     accepted = [row for row in rows if row["reason"] is None]
     rejected = [(row, "validate", row["reason"], None) for row in rows if row["reason"] is not None]
     add_rows(warehouse, spec.dataset, version, "listwise", accepted)

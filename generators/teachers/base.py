@@ -6,13 +6,17 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import AsyncIterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 _OPEN_THINK = re.compile(r"<think>(.*)\Z", re.S)
+# Several <think> blocks are joined with their boundaries kept, so how many there were survives
+# the call store (mixed_cot rejects traces with more than one).
+THINK_BLOCK_SEPARATOR = "\n</think>\n<think>\n"
 
 
 class Sampling(BaseModel):
@@ -47,8 +51,8 @@ class Call:
         return cls(model, tuple((m["role"], m["content"]) for m in messages), sampling, sample_index,
                    grammar)
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # computed once per call: it is looked up many times
         payload = {
             "model": self.model,
             "sampling": self.sampling.model_dump(),
@@ -93,9 +97,8 @@ class Completion:
         return self.status == "ok"
 
     def as_record(self) -> dict:
-        record = asdict(self)
-        record.pop("extra")
-        return record
+        """The fields the call record stores (all but ``extra``)."""
+        return {name: value for name, value in self.__dict__.items() if name != "extra"}
 
 
 def split_reasoning(content: str | None, reasoning_content: str | None = None) -> tuple[str, str]:
@@ -110,11 +113,22 @@ def split_reasoning(content: str | None, reasoning_content: str | None = None) -
         return reasoning_content.strip(), content.strip()
     blocks = _THINK.findall(content)
     if blocks:
-        return "\n".join(b.strip() for b in blocks), _THINK.sub("", content).strip()
+        return THINK_BLOCK_SEPARATOR.join(b.strip() for b in blocks), _THINK.sub("", content).strip()
     unclosed = _OPEN_THINK.search(content)
     if unclosed:
         return unclosed.group(1).strip(), content[: unclosed.start()].strip()
     return "", content.strip()
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What a teacher charges, per million tokens."""
+
+    prompt_per_m: float = 0.0
+    completion_per_m: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.prompt_per_m + completion_tokens * self.completion_per_m) / 1e6
 
 
 class TeacherBackend(ABC):
@@ -122,6 +136,8 @@ class TeacherBackend(ABC):
 
     name: str
     model: str
+    prices: Prices | None = None  # set from the spec; the runner reports a cost when given
+    in_flight: int = 0  # requests sent and not yet answered (shown by the progress bar)
 
     @abstractmethod
     def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:

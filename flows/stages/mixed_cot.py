@@ -1,0 +1,45 @@
+"""The mixed_cot stage: questions in a target language to the teacher, traces through the gates."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prefect import task
+
+from flows.spec import load_spec
+from flows.stages.common import StageResult, warehouse_cursor
+from generators.mixed_cot import build_row, plan_traces, rejection_score
+from generators.teachers import TeacherRunner, make_backend
+from prompts import load_prompt
+from warehouse.calls import CallStore
+from warehouse.snapshots import find_snapshot, load_passages, load_qrels, load_queries
+from warehouse.versions import add_rejections, add_rows
+
+
+@task(name="mixed_cot")
+def mixed_cot_stage(spec_path: str, snapshot_ids: list[str], version: int) -> StageResult:
+    """Ask every selected question; stage accepted traces and rejections with their gate."""
+    spec = load_spec(spec_path)
+    config = spec.mixed_cot
+    warehouse = warehouse_cursor(spec.warehouse_path)
+    prompt = load_prompt(config.prompt_name)
+    backend = make_backend(spec.teacher)
+    planned = []
+    for source, snapshot_id in zip(spec.sources, snapshot_ids):
+        passages = load_passages(warehouse, snapshot_id) if config.with_passage else {}
+        planned += plan_traces(find_snapshot(warehouse, snapshot_id), load_queries(warehouse, snapshot_id),
+                               load_qrels(warehouse, snapshot_id), passages, prompt, config,
+                               backend.model, spec.sampling, source.queries, spec.seed)
+    answers, stats = TeacherRunner(backend, CallStore(warehouse)).run([p.call for p in planned],
+                                                                      "mixed_cot")
+    rows = [build_row(p, answers[p.call.key], prompt, backend.name, config) for p in planned]
+    accepted = [row for row in rows if row["reason"] is None]
+    rejected = [(row, "gate", row["reason"], rejection_score(row)) for row in rows if row["reason"]]
+    add_rows(warehouse, spec.dataset, version, "mixed_cot", accepted)
+    add_rejections(warehouse, spec.dataset, version, "mixed_cot", rejected)
+    return StageResult(
+        kind="mixed_cot", attempted=len(rows), accepted=len(accepted),
+        rejections=dict(Counter(f"gate:{row['reason']}" for row, *_ in rejected)),
+        teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
+        prompts={prompt.name: prompt.version},
+    )

@@ -1,0 +1,87 @@
+"""Sliding windows: the schedule, the merge, and a real run against a teacher that ranks by score."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from generators.candidates import CandidateList
+from generators.listwise import (ListwiseConfig, build_row, full_passes, merge_windows, plan_samples,
+                                 rank_samples, window_schedule)
+from generators.teachers import Sampling, TeacherRunner
+from generators.teachers.openai_compat import OpenAIBackend
+from prompts import load_prompt
+from tests.fake_teacher import FakeTeacher
+from warehouse.calls import CallStore
+from warehouse.db import Warehouse
+
+
+def ranker(scores: dict[str, int]):
+    """A consistent teacher: best score first (stable)."""
+    def rank(window: tuple[str, ...]) -> list[int]:
+        return [i + 1 for i in sorted(range(len(window)), key=lambda i: -scores[window[i]])]
+    return rank
+
+
+def scored_list(size: int, seed: int) -> tuple[tuple[str, ...], dict[str, int], list[str]]:
+    """Docids in a shuffled retriever order, their distinct scores, and the true order."""
+    rng = random.Random(seed)
+    docids = [f"d{i:02d}" for i in range(size)]
+    scores = dict(zip(docids, rng.sample(range(1000), size)))
+    presented = tuple(rng.sample(docids, size))
+    return presented, scores, sorted(docids, key=lambda d: -scores[d])
+
+
+def test_schedule_sweeps_bottom_up_and_later_passes_skip_settled_positions():
+    assert window_schedule(50, 20, 10, 1) == ((1, 30, 50), (1, 20, 40), (1, 10, 30), (1, 0, 20))
+    full = window_schedule(50, 20, 10, "full")
+    assert full_passes(50, 20, 10) == 4 and [s[0] for s in full] == [1] * 4 + [2] * 3 + [3] * 2 + [4]
+    assert full[4:] == ((2, 30, 50), (2, 20, 40), (2, 10, 30), (3, 30, 50), (3, 20, 40), (4, 30, 50))
+    # An uneven length still ends each pass on its top window.
+    assert window_schedule(25, 20, 10, 1) == ((1, 5, 25), (1, 0, 15))
+    assert window_schedule(12, 20, 10, "full") == ((1, 0, 12),)
+    assert window_schedule(50, 20, 10, 99) == full
+
+
+def test_one_pass_settles_the_top_window_minus_stride():
+    presented, scores, truth = scored_list(50, seed=3)
+    merged = merge_windows(presented, window_schedule(50, 20, 10, 1), ranker(scores))
+    assert list(merged[:10]) == truth[:10]
+    assert sorted(merged) == sorted(presented)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_full_passes_give_the_complete_ranking(seed):
+    rng = random.Random(seed)
+    window = rng.randint(2, 20)
+    stride = rng.randint(1, window - 1)
+    size = rng.randint(1, 70)
+    presented, scores, truth = scored_list(size, seed)
+    schedule = window_schedule(size, window, stride, "full")
+    assert all(end - start <= window for _, start, end in schedule)
+    assert list(merge_windows(presented, schedule, ranker(scores))) == truth
+
+
+def test_fifty_candidates_through_the_runner_against_a_score_teacher(tmp_path):
+    presented, scores, truth = scored_list(50, seed=11)
+    passages = {d: (f"Passage {d}", f"about libraries, score={scores[d]} and some words") for d in presented}
+    lists = [CandidateList("snap", "library", "q1", "how do libraries rank?", presented)]
+    config = ListwiseConfig(window=20, stride=10, depth=50, passes="full", passage_tokens=32)
+    prompt = load_prompt("listwise_reasonrank")
+    with FakeTeacher(mode="score", latency_ms=0) as teacher, Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        backend = OpenAIBackend(teacher.base_url, "fake-scorer", max_in_flight=4)
+        planned = plan_samples(lists, passages, prompt, config, backend.model, Sampling(max_tokens=4096))
+        runner = TeacherRunner(backend, CallStore(wh), show_progress=False)
+        rankings, stats = rank_samples(planned, runner)
+        row = build_row(rankings[0], prompt, backend.name)
+        assert row["reason"] is None and row["final_list"] == truth
+        assert [row["initial_list"][p - 1] for p in row["permutation"]] == truth
+        assert stats.calls_made == len(row["windows"]) == len(row["call_keys"]) == 10
+        assert [(w["pass"], w["start"], w["end"]) for w in row["windows"]] == list(
+            window_schedule(50, 20, 10, "full"))
+        assert "score=" in row["messages"][-1]["content"] and row["reasoning"]
+        # The same plan again: every window's answer is stored, no call is made.
+        _, again = rank_samples(plan_samples(lists, passages, prompt, config, backend.model,
+                                             Sampling(max_tokens=4096)), runner)
+        assert again.calls_made == 0 and again.calls_reused == 10
