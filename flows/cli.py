@@ -170,13 +170,23 @@ def show(target: str = typer.Argument(..., help="DATASET or DATASET@N"),
     _print_note(note)
     out.print(f"[bold]{dataset}@{version}[/] · {kind} · showing {len(rows)} rows")
     for row in rows:
-        out.rule(f"{row['row_id']} · {row['domain']} · qid {row['qid']}")
-        out.print(f"[bold]query:[/] {row['query']}")
-        out.print(f"[bold]presented:[/] {row['initial_list']}")
-        out.print(f"[bold]ranking:[/] {row['final_list']}")
-        out.print(f"[bold]reasoning:[/] {_clip(row['reasoning'], 400)}")
-        out.print(f"[dim]teacher {row['teacher_model']} · prompt {row['prompt_name']}@{row['prompt_version']}"
-                  f" · sampling {json.dumps(row['sampling'])}[/]")
+        _print_row_summary(row)
+
+
+# Fields `show` prints first when a row has them, with how much of each to show.
+_SUMMARY_FIELDS = (("query", 300), ("initial_list", 300), ("final_list", 300), ("relevant_docids", 300),
+                   ("positives", 300), ("negatives", 600), ("answer", 300), ("reasoning", 400))
+
+
+def _print_row_summary(row: dict) -> None:
+    """A readable view of a row of any kind: its main fields clipped, then its lineage."""
+    out.rule(f"{row['row_id']} · {row['domain']} · qid {row['qid']}")
+    for name, limit in _SUMMARY_FIELDS:
+        if name in row:
+            value = row[name] if isinstance(row[name], str) else json.dumps(row[name], ensure_ascii=False)
+            out.print(f"[bold]{name}:[/] {escape(_clip(value, limit))}", highlight=False)
+    out.print(f"[dim]teacher {row.get('teacher_model', 'n/a')} · prompt {row.get('prompt_name', 'n/a')}"
+              f"@{row.get('prompt_version', 'n/a')} · sampling {json.dumps(row.get('sampling'))}[/]")
 
 
 @app.command()

@@ -280,14 +280,6 @@ def load_rows(warehouse: Warehouse, dataset: str, version: int, kind: str) -> li
     return [{**json.loads(data), **json.loads(lineage)} for data, lineage in rows]
 
 
-def rejection_counts(warehouse: Warehouse, dataset: str, version: int) -> dict[str, int]:
-    """'stage:reason' -> number of rejected rows."""
-    rows = warehouse.con.execute(
-        "SELECT stage || ':' || reason, count(*) FROM rejections WHERE dataset = ? AND version = ? "
-        "GROUP BY 1 ORDER BY 1", [dataset, version]).fetchall()
-    return dict(rows)
-
-
 def row_record(warehouse: Warehouse, dataset: str, version: int, row_id: str) -> list[dict]:
     """Everything about one row id (or unique prefix) of a version, in every kind it appears:
     ``kind``, ``row_id``, ``status`` (accepted | rejected), ``rejections`` [(stage, reason,
