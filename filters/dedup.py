@@ -34,7 +34,7 @@ import xxhash
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from filters.base import KEEP, Filter, Verdict, register
-from filters.text import Row, RowKey, describe_key, key_text, normalize_text, row_label
+from filters.text import Row, RowKey, ascii_word_bytes, describe_key, key_text, normalize_text, row_label
 
 Seen = Collection[Any] | Mapping[str, Any]
 PARALLEL_MIN_TEXTS = 4000
@@ -156,12 +156,11 @@ def word_shingles(text: str, shingle_size: int) -> set[bytes]:
     Same grams as `filters.text.word_ngrams` (a text shorter than n is one gram), built on
     bytes in one pass because this is the hot loop of MinHash dedup.
     """
-    normalized = normalize_text(text).encode()
-    if not normalized:
+    tokens = normalize_text(text).encode().split(b" ") if not text.isascii() else ascii_word_bytes(text)
+    if not tokens or tokens == [b""]:
         return set()
-    tokens = normalized.split(b" ")
     if len(tokens) <= shingle_size:
-        return {normalized}
+        return {b" ".join(tokens)}
     return set(map(b" ".join, zip(*(tokens[k:] for k in range(shingle_size)))))
 
 
@@ -232,63 +231,60 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int, seed: int) -> np.nd
         return (values * multipliers).sum(axis=2, dtype=np.uint64)
 
 
-class _MinHashIndex(_Index):
-    """LSH banding over MinHash signatures: texts sharing any band are candidates.
+def shared_band_groups(keys: np.ndarray, skip: np.ndarray) -> dict[int, list[np.ndarray]]:
+    """For each row that shares a band key with an earlier row: the groups it shares.
 
-    Band tables are plain dicts from `band_keys` (computed for all texts at once) to the
-    slot of the kept item, or a list of slots when several share a band; the (bands, rows)
-    split is datasketch's `MinHashLSH` optimum for the threshold and weights.
+    keys: (rows, bands) band keys; rows where `skip` is true take no part. A group is the
+    ascending array of rows holding one key in one band. Found per band with one stable
+    sort, so rows sharing nothing (most of them) cost no Python work at all.
+    """
+    groups_of: dict[int, list[np.ndarray]] = {}
+    rows = np.flatnonzero(~skip)
+    for band in range(keys.shape[1]):
+        order = np.argsort(keys[rows, band], kind="stable")
+        sorted_keys = keys[rows[order], band]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        ends = np.r_[starts[1:], len(sorted_keys)]
+        for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+            group = rows[order[start:end]]
+            for row in group[1:].tolist():
+                groups_of.setdefault(row, []).append(group)
+    return groups_of
+
+
+class _MinHashIndex(_Index):
+    """LSH banding over MinHash signatures: a row's candidates are the kept rows before it
+    that share at least one band with it (earlier-version items come first, all kept).
+
+    The (bands, rows) split is datasketch's `MinHashLSH` optimum for the threshold and
+    weights; band keys and shared buckets are computed for all rows at once.
     """
 
-    def __init__(self, signatures: np.ndarray, flt: MinHashDedupFilter) -> None:
+    def __init__(self, signatures: np.ndarray, seen: np.ndarray, seen_labels: list[str], flt: MinHashDedupFilter):
         self.threshold = flt.threshold
-        self.bands, self.rows = lsh_bands(flt.threshold, flt.num_perm, flt.lsh_weights)
-        self.seed = flt.seed
-        self.signatures = signatures
-        self.keys = band_keys(signatures, self.bands, self.rows, self.seed)
-        self.empty = (signatures == _EMPTY_VALUE).all(axis=1).tolist()  # texts with no word
-        self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
-        self.kept: list[tuple[str, np.ndarray]] = []
-
-    def insert_seen(self, labels: list[str], signatures: np.ndarray) -> None:
-        keys = band_keys(signatures, self.bands, self.rows, self.seed)
-        for label, signature, signature_keys in zip(labels, signatures, keys):
-            self._insert(label, signature, signature_keys.tolist())
-
-    def _insert(self, label: str, signature: np.ndarray, keys: list[int]) -> None:
-        slot = len(self.kept)
-        self.kept.append((label, signature))
-        for table, key in zip(self.tables, keys):
-            present = table.get(key)
-            if present is None:
-                table[key] = slot
-            elif isinstance(present, list):
-                present.append(slot)
-            else:
-                table[key] = [present, slot]
+        self.offset = len(seen)
+        self.signatures = np.vstack([seen, signatures]) if len(seen) else signatures
+        bands, rows = lsh_bands(flt.threshold, flt.num_perm, flt.lsh_weights)
+        empty = (self.signatures == _EMPTY_VALUE).all(axis=1)  # texts with no word
+        self.groups_of = shared_band_groups(band_keys(self.signatures, bands, rows, flt.seed), empty)
+        self.kept: dict[int, str] = dict(enumerate(seen_labels))
 
     def match(self, i: int) -> _Match | None:
-        if self.empty[i]:
+        row = self.offset + i
+        groups = self.groups_of.get(row)
+        if not groups:
             return None
-        candidates: set[int] = set()
-        for table, key in zip(self.tables, self.keys[i].tolist()):
-            present = table.get(key)
-            if isinstance(present, list):
-                candidates.update(present)
-            elif present is not None:
-                candidates.add(present)
+        candidates = {int(other) for group in groups for other in group if other < row and other in self.kept}
         best = None
-        signature = self.signatures[i]
-        for slot in sorted(candidates):
-            label, other = self.kept[slot]
-            similarity = float(np.count_nonzero(other == signature)) / len(signature)
+        signature = self.signatures[row]
+        for other in sorted(candidates):
+            similarity = float(np.count_nonzero(self.signatures[other] == signature)) / len(signature)
             if similarity >= self.threshold and (best is None or similarity > best.similarity):
-                best = _Match(label, similarity)
+                best = _Match(self.kept[other], similarity)
         return best
 
     def add(self, i: int, label: str) -> None:
-        if not self.empty[i]:
-            self._insert(label, self.signatures[i], self.keys[i].tolist())
+        self.kept[self.offset + i] = label
 
 
 @register
@@ -333,18 +329,18 @@ class MinHashDedupFilter(_DedupFilter):
             raise ValueError(f"minhash_dedup: shingle_size must be >= 1, got {self.shingle_size}")
 
     def _build_index(self, texts: list[str]) -> _Index:
-        index = _MinHashIndex(self._signatures(texts), self)
         items = _seen_items(self.seen)
-        if items:
-            index.insert_seen([label for label, _ in items], self._seen_signatures([value for _, value in items]))
-        return index
+        seen = self._seen_signatures([value for _, value in items])
+        return _MinHashIndex(self._signatures(texts), seen, [label for label, _ in items], self)
 
     def _signatures(self, texts: Sequence[str]) -> np.ndarray:
         return minhash_signature_matrix(texts, self.num_perm, self.shingle_size, self.seed, self.processes)
 
     def _seen_signatures(self, values: list[Any]) -> np.ndarray:
+        if not values:
+            return np.empty((0, self.num_perm), np.uint32)
         texts = [value for value in values if isinstance(value, str)]
-        computed = iter(self._signatures(texts)) if texts else iter(())
+        computed = iter(self._signatures(texts))
         return np.vstack([next(computed) if isinstance(v, str) else self._checked_signature(v) for v in values])
 
     def _checked_signature(self, value: LeanMinHash) -> np.ndarray:
@@ -479,6 +475,7 @@ __all__ = [
     "lsh_bands",
     "minhash_signature_matrix",
     "minhash_signatures",
+    "shared_band_groups",
     "text_hash",
     "word_shingles",
 ]

@@ -30,6 +30,11 @@ def word_tokens(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
+def ascii_word_bytes(text: str) -> list[bytes]:
+    """`word_tokens` of an ASCII text as bytes, without building the str tokens first."""
+    return text.lower().translate(_ASCII_NON_WORD).encode().split()
+
+
 def word_ngrams(tokens: Sequence[str], n: int) -> list[str]:
     """Space-joined word n-grams; a non-empty text shorter than n yields itself as one gram."""
     if len(tokens) < n:

@@ -135,12 +135,21 @@ def build_manifest(spec: BuildSpec, snapshot_ids: list[str], results: list[Stage
         "counts": {r["kind"]: r["accepted"] for r in results},
         "attempted": {r["kind"]: r["attempted"] for r in results},
         "rejections": {f"{r['kind']}/{reason}": n for r in results for reason, n in r["rejections"].items()},
-        "teachers": [{"kind": r["kind"], **t} for r in results for t in r["teachers"]],
+        "teachers": [{"kind": r["kind"], **t, "cost_usd": teacher_usd(spec, t)}
+                     for r in results for t in r["teachers"]],
         "prompts": {name: v for r in results for name, v in r["prompts"].items()},
         "sampling": spec.sampling.model_dump(),
         "cost": build_cost(spec, [t for r in results for t in r["teachers"]]),
         "timings": {"build_seconds": round(seconds, 2)},
     }
+
+
+def teacher_usd(spec: BuildSpec, teacher: dict) -> float | None:
+    """What one teacher's new calls cost in USD, or None when the spec gives no prices."""
+    if spec.pricing is None:
+        return None
+    return round((teacher.get("prompt_tokens", 0) * spec.pricing.prompt_usd_per_mtok
+                  + teacher.get("completion_tokens", 0) * spec.pricing.completion_usd_per_mtok) / 1e6, 6)
 
 
 def build_cost(spec: BuildSpec, teachers: list[dict]) -> dict:

@@ -115,11 +115,27 @@ def _print_summary(summary: dict) -> None:
         table.add_row("  calls made / reused / failed",
                       f"{teacher['calls_made']} / {teacher['calls_reused']} / {teacher['calls_failed']}")
         table.add_row("  tokens prompt / completion", f"{teacher['prompt_tokens']} / {teacher['completion_tokens']}")
+        if teacher.get("cost_usd") is not None:
+            table.add_row("  cost", f"${teacher['cost_usd']:.4f}")
+    if (summary.get("cost") or {}).get("usd") is not None:
+        table.add_row("teacher cost", f"${summary['cost']['usd']:.4f}")
     table.add_row("wall time", f"{summary['wall_seconds']} s")
     out.print(table)
+    _print_failed_calls(summary["teachers"])
     for output in summary["outputs"]:
         out.print(f"output: {output}", soft_wrap=True)
     out.print(f"warehouse: {summary['warehouse']}", soft_wrap=True)
+
+
+def _print_failed_calls(teachers: list[dict]) -> None:
+    """Teacher calls that failed after their retries, with their errors: a rerun retries them."""
+    failed = sum(t["calls_failed"] for t in teachers)
+    if not failed:
+        return
+    out.print(f"[yellow]{failed} teacher calls failed after their retries; their rows are rejected "
+              f"(teacher_failed). Run the build again to retry exactly those calls.[/]")
+    for error in dict.fromkeys(e for t in teachers for e in t.get("errors", [])):
+        out.print(f"  [dim]{escape(error)}[/]", soft_wrap=True)
 
 
 FromExportsOption = typer.Option(

@@ -5,10 +5,10 @@ meaning (``positive_fraction`` 0.95 is its ``relative_margin=0.05``, NV-Retrieve
 TopK-PercPos; the reference is the query's lowest-scoring positive, as there), with two
 differences:
 
-- candidates come from the snapshot's retrievers (BM25, dense, hybrid by reciprocal rank
-  fusion), pooled, then scored with the dense model; ``mine_hard_negatives`` searches its
-  own dense index over texts and re-encodes the corpus, where the snapshot's passage
-  embeddings are already stored;
+- candidates come from the snapshot's stored candidate lists (``generators/candidates.py``:
+  BM25, dense, hybrid), pooled, then scored with the dense model; ``mine_hard_negatives``
+  searches its own dense index over texts and re-encodes the corpus, where the snapshot's
+  passage embeddings are already stored;
 - nothing set aside vanishes: a candidate scoring too close to a positive (or above
   ``max_score``, or among the first ``range_min``) stays on the row as a
   ``suspected_false_negative``, next to the sampled ``hard_negative`` ones.
@@ -27,12 +27,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from generators.candidates import CandidateConfig, ensure_candidates, passage_text, select_queries
+from generators.candidates import (DEFAULT_EMBEDDER, CandidateConfig, ensure_candidates, passage_text,
+                                   select_queries)
 from generators.constraints import reasoning_budget
-from generators.embeddings import DEFAULT_EMBEDDER, encode, snapshot_embeddings
+from generators.embeddings import encode, snapshot_embeddings
 from generators.listwise import clean_passage
 from generators.teachers import Call, Completion, Sampling
 from prompts import Prompt
@@ -43,7 +43,6 @@ from warehouse.snapshots import Snapshot, load_passages, load_qrels, load_querie
 
 HARD_NEGATIVE = "hard_negative"
 SUSPECTED_FALSE_NEGATIVE = "suspected_false_negative"
-RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _VERDICTS = {"relevant": "relevant", "not relevant": "not_relevant"}
@@ -56,7 +55,8 @@ class NegativesConfig(BaseModel):
 
     retrievers: list[Literal["bm25", "dense", "hybrid"]] = Field(
         ["dense"], min_length=1, description="where candidates come from; several are pooled")
-    depth: int = Field(30, ge=1, description="candidates taken from each retriever per query")
+    depth: int = Field(30, ge=1, description="candidates taken from each retriever per query "
+                       "(the stored lists of candidates.method=<retriever>, k=depth, model=embedder)")
     embedder: str = Field(DEFAULT_EMBEDDER, description="dense model that retrieves and scores")
     positive_fraction: float | None = Field(
         0.95, gt=0, le=1, description="set aside candidates scoring above this fraction of the "
@@ -105,20 +105,6 @@ class PlannedJudgment:
 
 
 # --- mining ---------------------------------------------------------------------------------
-
-
-def reciprocal_rank_fusion(rankings: list[list[str]], depth: int, k: int = RRF_K) -> list[str]:
-    """Fuse ranked docid lists by RRF (sum of 1 / (k + rank)); ties by docid."""
-    fused: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, docid in enumerate(ranking, start=1):
-            fused[docid] = fused.get(docid, 0.0) + 1.0 / (k + rank)
-    return sorted(fused, key=lambda d: (-fused[d], d))[:depth]
-
-
-def dense_ranking(scores: np.ndarray, docids: list[str], depth: int) -> list[str]:
-    """The ``depth`` best docids by dense score (ties in docid order)."""
-    return [docids[i] for i in np.argsort(-scores, kind="stable")[:depth]]
 
 
 def pool_candidates(rankings: dict[str, list[str]], scores: dict[str, float]) -> list[Candidate]:
@@ -199,20 +185,22 @@ def mine_snapshot(warehouse: Warehouse, snapshot: Snapshot, config: NegativesCon
     with ``seed`` (all when None). The whole snapshot is the candidate corpus.
     """
     sid = snapshot.snapshot_id
-    positives = positives_from_qrels(load_qrels(warehouse, sid)) if positives is None else positives
+    if positives is None:
+        positives = positives_from_qrels(load_qrels(warehouse, sid))
+    positives = {qid: docids for qid, docids in positives.items() if docids}
     if not positives:
         raise InputError(f"snapshot {sid} ({snapshot.name}): no query has a positive (qrels grade > 0); "
                          "hard negatives need positives")
     passages = load_passages(warehouse, sid)
     queries = {qid: text for qid, (text, _) in load_queries(warehouse, sid).items()}
     qids = select_queries(list(positives), set(positives), count, seed)
+    lists = {retriever: stored_lists(warehouse, sid, retriever, config) for retriever in config.retrievers}
     docids, matrix = snapshot_embeddings(warehouse, sid, config.embedder)
     scores = encode([queries[qid] for qid in qids], config.embedder) @ matrix.T
-    bm25 = _bm25_lists(warehouse, sid, config.depth) if _needs_bm25(config) else {}
     rows = []
     for qid, query_scores in zip(qids, scores):
         by_docid = dict(zip(docids, query_scores.tolist()))
-        rankings = _rankings(config, query_scores, docids, bm25.get(qid, []))
+        rankings = {retriever: ranked.get(qid, []) for retriever, ranked in lists.items()}
         known = set(positives[qid])
         candidates = [c for c in pool_candidates(rankings, by_docid) if c.docid not in known]
         negatives = classify_candidates(candidates, [by_docid[d] for d in positives[qid]], config,
@@ -222,23 +210,14 @@ def mine_snapshot(warehouse: Warehouse, snapshot: Snapshot, config: NegativesCon
     return rows
 
 
-def _needs_bm25(config: NegativesConfig) -> bool:
-    return "bm25" in config.retrievers or "hybrid" in config.retrievers
-
-
-def _bm25_lists(warehouse: Warehouse, snapshot_id: str, depth: int) -> dict[str, list[str]]:
-    """Stored BM25 lists of ``depth`` (computed and stored on first use)."""
-    config = CandidateConfig(method="bm25", k=depth)
-    ensure_candidates(warehouse, snapshot_id, config)
-    stored = load_candidates(warehouse, snapshot_id, config.retriever_id())
+def stored_lists(warehouse: Warehouse, snapshot_id: str, retriever: str,
+                 config: NegativesConfig) -> dict[str, list[str]]:
+    """qid -> the retriever's top ``depth`` docids, from the stored candidate lists
+    (computed and stored on first use, shared with other stages using the same settings)."""
+    candidates = CandidateConfig(method=retriever, k=config.depth, model=config.embedder)
+    ensure_candidates(warehouse, snapshot_id, candidates)
+    stored = load_candidates(warehouse, snapshot_id, candidates.retriever_id())
     return {qid: [docid for docid, _ in ranked] for qid, ranked in stored.items()}
-
-
-def _rankings(config: NegativesConfig, query_scores: np.ndarray, docids: list[str],
-              bm25: list[str]) -> dict[str, list[str]]:
-    dense = dense_ranking(query_scores, docids, config.depth)
-    lists = {"bm25": bm25, "dense": dense, "hybrid": reciprocal_rank_fusion([bm25, dense], config.depth)}
-    return {name: lists[name] for name in config.retrievers}
 
 
 def _mined_row(snapshot: Snapshot, qid: str, query: str, positive_ids: list[str], negatives: list[dict],

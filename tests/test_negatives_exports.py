@@ -48,8 +48,8 @@ def test_trainer_formats_on_hand_made_rows(tmp_path):
     assert len(triplets) == 2 * 3 + 1 * 2 and list(triplets[0]) == ["anchor", "positive", "negative"]
     lines = export_flagembedding(ROWS, tmp_path, "negatives")[0].read_text().splitlines()
     assert lines == [
-        json.dumps({"query": "q1", "pos": ["p1", "p1b"], "neg": ["text u", "text v", "text w"]}),
-        json.dumps({"query": "q2", "pos": ["p2"], "neg": ["text x", "text z"]}),
+        json.dumps({"neg": ["text u", "text v", "text w"], "pos": ["p1", "p1b"], "query": "q1"}),
+        json.dumps({"neg": ["text x", "text z"], "pos": ["p2"], "query": "q2"}),
     ]
 
 

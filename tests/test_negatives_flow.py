@@ -47,6 +47,7 @@ def test_negatives_build_publishes_judged_rows(prefect_harness, tmp_path):
     assert all(n["retriever"] == "hybrid" for row in rows for n in row["negatives"])
     relabeled = sum(p["label_source"] == "judge" for row in rows for p in row["positives"])
     assert relabeled == len(suspects)
-    assert pq.read_table(summary["outputs"][0]).num_rows == 4
+    [parquet] = [p for p in summary["outputs"] if p.endswith("negatives.parquet")]
+    assert pq.read_table(parquet).num_rows == 4
     assert flag.read_text().count("\n") == sum(any(n["status"] == "hard_negative" for n in r["negatives"])
                                                for r in rows)

@@ -11,6 +11,7 @@ import pytest
 
 from generators.negatives import (HARD_NEGATIVE, SUSPECTED_FALSE_NEGATIVE, NegativesConfig, apply_verdicts,
                                   mine_snapshot, parse_verdict, plan_judgments, verdict_grammar)
+from generators.constraints import reasoning_budget
 from generators.listwise import clean_passage
 from generators.teachers import Sampling, TeacherRunner
 from generators.teachers.openai_compat import OpenAIBackend
@@ -144,7 +145,7 @@ def check_verdicts(judged: dict[str, list[dict]]) -> None:
 def check_exports(rows: list[dict], paths: dict) -> None:
     by_query = {row["query"]: row for row in rows}
     lines = [json.loads(line) for line in paths["flagembedding"].read_text().splitlines()]
-    assert lines and all(list(line) == ["query", "pos", "neg"] for line in lines)
+    assert lines and all(list(line) == ["neg", "pos", "query"] for line in lines)
     for line in lines:
         row = by_query[line["query"]]
         assert line["pos"] == [p["text"] for p in row["positives"]]
@@ -174,7 +175,7 @@ def test_embedded_judge_answers_in_shape_with_the_grammar(mined, tmp_path):
     prompt = load_prompt("fn_judge")
     backend = EmbeddedBackend(n_ctx=2048)
     planned = plan_judgments(copy.deepcopy(rows[:1]), prompt, config, backend.model, sampling)[:2]
-    assert verdict_grammar(3 * (60 - 22)) == planned[0].call.grammar
+    assert verdict_grammar(reasoning_budget(1, 60)) == planned[0].call.grammar
     with Warehouse.open(tmp_path / "wh.duckdb") as warehouse:
         answers, stats = TeacherRunner(backend, CallStore(warehouse), show_progress=False).run(
             [p.call for p in planned], "fn-judge")

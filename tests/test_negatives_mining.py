@@ -8,8 +8,7 @@ import random
 import pytest
 
 from generators.negatives import (HARD_NEGATIVE, SUSPECTED_FALSE_NEGATIVE, Candidate, NegativesConfig,
-                                  classify_candidates, mine_snapshot, pool_candidates,
-                                  reciprocal_rank_fusion)
+                                  classify_candidates, mine_snapshot, pool_candidates)
 from tests.conftest import REPO
 from warehouse.db import Warehouse
 from warehouse.snapshots import ingest
@@ -94,11 +93,6 @@ def test_pool_keeps_each_docid_once_with_its_best_retriever():
                              {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4})
     assert {(c.docid, c.retriever, c.rank, c.score) for c in pooled} == {
         ("a", "bm25", 1, 0.1), ("b", "dense", 1, 0.2), ("c", "bm25", 3, 0.3), ("d", "dense", 2, 0.4)}
-
-
-def test_reciprocal_rank_fusion():
-    assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], depth=3) == ["b", "a", "c"]
-    assert reciprocal_rank_fusion([["a"], ["b"]], depth=5) == ["a", "b"]  # tie: docid order
 
 
 @pytest.fixture(scope="module")

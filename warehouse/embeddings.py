@@ -28,9 +28,12 @@ def store_embeddings(warehouse: Warehouse, snapshot_id: str, model: str, docids:
 
 def load_embeddings(warehouse: Warehouse, snapshot_id: str, model: str) -> tuple[list[str], np.ndarray]:
     """(docids, matrix) in docid order."""
-    table = warehouse.con.execute(
+    table = warehouse.con.sql(
         "SELECT docid, vector FROM embeddings WHERE snapshot_id = ? AND model = ? ORDER BY docid",
-        [snapshot_id, model]).to_arrow_table()
+        params=[snapshot_id, model]).to_arrow_table()
     docids = table.column("docid").to_pylist()
-    vectors = np.array(table.column("vector").to_pylist(), dtype=np.float32)
+    if not docids:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    vectors = flat.astype(np.float32).reshape(len(docids), -1)
     return docids, vectors

@@ -7,13 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from generators.teachers.base import (Call, Completion, Prices, Sampling, TeacherBackend,
-                                      split_reasoning)
+from generators.teachers.base import Call, Completion, Sampling, TeacherBackend, split_reasoning
 from generators.teachers.runner import TeacherRunner, TeacherStats
 from warehouse.errors import InputError
 
-__all__ = ["Call", "Completion", "Prices", "Sampling", "TeacherBackend", "TeacherConfig",
-           "TeacherRunner", "TeacherStats", "make_backend", "split_reasoning"]
+__all__ = ["Call", "Completion", "Sampling", "TeacherBackend", "TeacherConfig", "TeacherRunner",
+           "TeacherStats", "make_backend", "split_reasoning"]
 
 
 class TeacherConfig(BaseModel):
@@ -39,9 +38,6 @@ class TeacherConfig(BaseModel):
     retry_backoff_s: float = Field(0.5, gt=0, description="first backoff; doubles per attempt")
     endpoint_failures: int = Field(5, ge=1, description="failures in a row that set an endpoint aside")
     endpoint_cooldown_s: float = Field(30.0, ge=0)
-    price_prompt_per_m: float | None = Field(None, ge=0, description="price per million prompt tokens")
-    price_completion_per_m: float | None = Field(None, ge=0,
-                                                 description="price per million completion tokens")
     n_ctx: int = Field(8192, ge=512)
     grammar_style: Literal["llama_cpp", "vllm"] = Field(
         "llama_cpp", description="openai backend: how a grammar is sent (llama.cpp server or vLLM)")
@@ -65,12 +61,6 @@ class TeacherConfig(BaseModel):
     def endpoints(self) -> list[str]:
         return self.base_urls or ([self.base_url] if self.base_url else [])
 
-    @property
-    def prices(self) -> Prices | None:
-        if self.price_prompt_per_m is None and self.price_completion_per_m is None:
-            return None
-        return Prices(self.price_prompt_per_m or 0.0, self.price_completion_per_m or 0.0)
-
     def api_key(self) -> str | None:
         if self.api_key_env is None:
             return None
@@ -81,13 +71,7 @@ class TeacherConfig(BaseModel):
 
 
 def make_backend(config: TeacherConfig) -> TeacherBackend:
-    """The backend a teacher config asks for, priced as the config says."""
-    backend = _unpriced_backend(config)
-    backend.prices = config.prices
-    return backend
-
-
-def _unpriced_backend(config: TeacherConfig) -> TeacherBackend:
+    """The backend a teacher config asks for."""
     if config.backend == "embedded":
         from generators.teachers.embedded import EmbeddedBackend
 

@@ -120,23 +120,11 @@ def split_reasoning(content: str | None, reasoning_content: str | None = None) -
     return "", content.strip()
 
 
-@dataclass(frozen=True)
-class Prices:
-    """What a teacher charges, per million tokens."""
-
-    prompt_per_m: float = 0.0
-    completion_per_m: float = 0.0
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.prompt_per_m + completion_tokens * self.completion_per_m) / 1e6
-
-
 class TeacherBackend(ABC):
     """A way to run calls against a model. Backends yield completions as they arrive."""
 
     name: str
     model: str
-    prices: Prices | None = None  # set from the spec; the runner reports a cost when given
     in_flight: int = 0  # requests sent and not yet answered (shown by the progress bar)
 
     @abstractmethod

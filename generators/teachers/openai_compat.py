@@ -70,6 +70,7 @@ class OpenAIBackend(TeacherBackend):
             (``structured_outputs: {grammar}``).
 
     A call that still fails after its retries comes back as a failed completion with its error.
+    ``latency_ms`` is the answering request's round trip (a failure's: all its attempts).
     """
 
     name = "openai"
@@ -134,7 +135,6 @@ class OpenAIBackend(TeacherBackend):
             except _Permanent as problem:
                 return self._failed(problem, attempt, started)
             completion.attempts = attempt
-            completion.latency_ms = (time.perf_counter() - started) * 1000
             return completion
         raise AssertionError("unreachable")
 
@@ -145,6 +145,7 @@ class OpenAIBackend(TeacherBackend):
             if run.tokens:
                 await run.tokens.acquire(estimate)
             endpoint = run.pool.pick()
+            sent = time.perf_counter()
             status, headers, payload = await self._post(run, endpoint, body)
         if status == 200:
             try:
@@ -152,6 +153,7 @@ class OpenAIBackend(TeacherBackend):
             except ValueError as problem:
                 run.pool.failed(endpoint)
                 raise _Retryable(f"unreadable response from {endpoint.base_url}: {problem}") from None
+            completion.latency_ms = (time.perf_counter() - sent) * 1000
             run.pool.succeeded(endpoint)
             if run.tokens:
                 run.tokens.refund(estimate - completion.prompt_tokens - completion.completion_tokens)

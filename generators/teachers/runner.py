@@ -20,10 +20,10 @@ MAX_ERRORS_KEPT = 20  # distinct error messages a run keeps for its report
 
 @dataclass
 class TeacherStats:
-    """What a run of calls cost: calls made and reused, failures, tokens, money, time.
+    """What a run of calls cost: calls made and reused, failures, tokens, time.
 
-    Tokens and cost count the calls made in this run (reused answers cost nothing again);
-    ``cost`` is None when the spec gives no prices.
+    Tokens count the calls made in this run (reused answers cost nothing again); ``errors``
+    keeps the first distinct error messages of failed calls.
     """
 
     calls_made: int = 0
@@ -31,7 +31,6 @@ class TeacherStats:
     calls_failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float | None = None
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -48,8 +47,6 @@ class TeacherStats:
         for name in ("calls_made", "calls_reused", "calls_failed", "prompt_tokens",
                      "completion_tokens", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        if other.cost is not None:
-            self.cost = (self.cost or 0.0) + other.cost
         for error in other.errors:
             self._keep_error(error)
 
@@ -60,9 +57,7 @@ class TeacherStats:
     def as_dict(self) -> dict:
         return {"calls_made": self.calls_made, "calls_reused": self.calls_reused,
                 "calls_failed": self.calls_failed, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "cost": None if self.cost is None else round(self.cost, 6),
-                "seconds": round(self.seconds, 3), "errors": list(self.errors)}
+                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3), "errors": list(self.errors)}
 
 
 class TeacherRunner:
@@ -92,8 +87,6 @@ class TeacherRunner:
         if todo:
             _run_coroutine(self._run_new(todo, answers, stats, label))
         stats.seconds = time.perf_counter() - started
-        if self.backend.prices is not None:
-            stats.cost = self.backend.prices.cost(stats.prompt_tokens, stats.completion_tokens)
         return answers, stats
 
     async def _run_new(self, todo: list[Call], answers: dict[str, Completion], stats: TeacherStats,

@@ -3,8 +3,9 @@
 Trainers get the row's positives (relabeled false negatives included) and its usable
 negatives: hard negatives the judge did not find relevant, best score first. Suspected false
 negatives never become training negatives; they stay in the warehouse and the parquet export
-with their verdicts. Rows are written in ``row_id`` order with a fixed key order, so the same
-version always exports to the same bytes.
+with their verdicts. Rows are written in ``row_id`` order, columns in the order trainers read
+them (anchor first; JSONL keys sorted), so the same version always exports to the same bytes (the generic ``parquet``, ``jsonl`` and ``hf`` exports
+hold every field, verdicts included).
 
 - ``st``: sentence-transformers n-tuples ``anchor, positive, negative_1..negative_n``, one per
   (query, positive); ``n`` is the fewest usable negatives of any row that has one, so no such
@@ -15,12 +16,9 @@ version always exports to the same bytes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from warehouse.formats.registry import exporter, parquet_exporter, write_parquet
-
-parquet_exporter("negatives")
+from warehouse.formats.registry import exporter, write_jsonl, write_parquet
 
 
 def usable_negatives(row: dict) -> list[str]:
@@ -55,10 +53,6 @@ def export_st_triplets(rows: list[dict], out_dir: Path, kind: str) -> list[Path]
 
 @exporter("negatives", "flagembedding")
 def export_flagembedding(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
-    path = out_dir / f"{kind}_flagembedding.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"query": row["query"], "pos": [p["text"] for p in row["positives"]],
-                         "neg": negatives}, ensure_ascii=False)
+    lines = [{"query": row["query"], "pos": [p["text"] for p in row["positives"]], "neg": negatives}
              for row, negatives in _trainable(rows)]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return [path]
+    return [write_jsonl(lines, out_dir / f"{kind}_flagembedding.jsonl")]
