@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -127,25 +128,39 @@ def measured(function, *args) -> tuple[object, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+@contextmanager
+def phase(timings: dict[str, list[float]], name: str):
+    """Add the block's (wall, CPU) seconds to ``timings[name]``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    timings[name] = [time.perf_counter() - wall, time.process_time() - cpu]
+
+
 def listwise_pipeline(warehouse_path: Path, base_url: str, lists, passages, max_in_flight: int) -> dict:
-    """What the listwise stage does, minus Prefect: plan, call, parse, validate, record."""
+    """What the listwise stage does, minus Prefect: plan, call, parse, validate, record.
+    Returns the counts and the (wall, CPU) seconds of each phase."""
     prompt = load_prompt("listwise_reasonrank")
     config = ListwiseConfig(window=WINDOW, passage_tokens=64)
     backend = OpenAIBackend(base_url, MODEL, max_in_flight=max_in_flight, timeout_s=30)
-    with Warehouse.open(warehouse_path) as warehouse:
+    timings: dict[str, list[float]] = {}
+    with phase(timings, "open+version"):
+        warehouse = Warehouse.open(warehouse_path)
         version = begin_version(warehouse, "bench", {"bench": True}, ["bench-snapshot"])
+    with phase(timings, "plan"):
         planned = plan_samples(lists, passages, prompt, config, MODEL, SAMPLING)
+    with phase(timings, "teacher"):  # calls, parse, validate, record the calls; the rows
         runner = TeacherRunner(backend, CallStore(warehouse), show_progress=False)
-        started = time.perf_counter()
         rankings, stats = rank_samples(planned, runner, "listwise")
         rows = [build_row(ranking, prompt, backend.name) for ranking in rankings]
-        teacher_seconds = time.perf_counter() - started
+    with phase(timings, "stage rows"):
         accepted = [row for row in rows if row["reason"] is None]
         add_rows(warehouse, "bench", version, "listwise", accepted)
         add_rejections(warehouse, "bench", version, "listwise",
                        [(row, "validate", row["reason"], None) for row in rows if row["reason"]])
-    return {"accepted": len(accepted), "rows": len(rows), "made": stats.calls_made,
-            "reused": stats.calls_reused, "failed": stats.calls_failed, "teacher_seconds": teacher_seconds}
+    with phase(timings, "close"):
+        warehouse.close()
+    return {"accepted": len(accepted), "made": stats.calls_made, "reused": stats.calls_reused,
+            "timings": timings}
 
 
 def bench_capacity(capacity: int, latency_ms: float, seconds: float, repeats: int, baselines: bool) -> None:
@@ -156,7 +171,7 @@ def bench_capacity(capacity: int, latency_ms: float, seconds: float, repeats: in
     body = one_request_body(lists, passages)
     process, base_url = start_stub(capacity, latency_ms)
     runs: dict[str, list[tuple[float, float]]] = {}
-    reruns = []
+    firsts, reruns = [], []
     print(f"\nC={capacity} L={latency_ms:g} ms: limit C/L = {limit:.0f} calls/s, {calls} calls a run, "
           f"{repeats} runs each, load average {os.getloadavg()[0]:.1f}", flush=True)
     try:
@@ -167,13 +182,16 @@ def bench_capacity(capacity: int, latency_ms: float, seconds: float, repeats: in
                     runs.setdefault(name, []).append((answered / wall, cpu / answered))
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "bench.duckdb"
-                first, wall, cpu = measured(listwise_pipeline, path, base_url, lists, passages, capacity)
+                first = listwise_pipeline(path, base_url, lists, passages, capacity)
                 assert first["made"] == calls and first["accepted"] == calls, first
-                runs.setdefault("synthrank teacher phase", []).append((calls / first["teacher_seconds"], cpu / calls))
-                runs.setdefault("synthrank whole pipeline", []).append((calls / wall, cpu / calls))
-                again, rerun_wall, _ = measured(listwise_pipeline, path, base_url, lists, passages, capacity)
+                again = listwise_pipeline(path, base_url, lists, passages, capacity)
                 assert again["made"] == 0 and again["reused"] == calls and again["accepted"] == calls, again
-                reruns.append((rerun_wall / wall, again["teacher_seconds"] / first["teacher_seconds"]))
+            firsts.append(first["timings"])
+            reruns.append(again["timings"])
+            teacher_wall, teacher_cpu = first["timings"]["teacher"]
+            whole_wall, whole_cpu = (sum(t[i] for t in first["timings"].values()) for i in (0, 1))
+            runs.setdefault("synthrank teacher phase", []).append((calls / teacher_wall, teacher_cpu / calls))
+            runs.setdefault("synthrank whole pipeline", []).append((calls / whole_wall, whole_cpu / calls))
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -182,9 +200,15 @@ def bench_capacity(capacity: int, latency_ms: float, seconds: float, repeats: in
         cpu_ms = statistics.median(cpu for _, cpu in results) * 1000
         print(f"  {name:25s} {statistics.median(rates):7.1f} calls/s = {statistics.median(rates) / limit:6.1%} of C/L "
               f"(runs {rates[0] / limit:.0%}..{rates[-1] / limit:.0%}); client CPU {cpu_ms:.2f} ms/call")
-    whole, teacher = statistics.median(r[0] for r in reruns), statistics.median(r[1] for r in reruns)
+    whole = statistics.median(sum(t[0] for t in r.values()) / sum(t[0] for t in f.values())
+                              for f, r in zip(firsts, reruns))
+    teacher = statistics.median(r["teacher"][0] / f["teacher"][0] for f, r in zip(firsts, reruns))
     print(f"  {'rerun, all reused':25s} no call made; wall time {whole:.1%} of the first run's "
-          f"(teacher phase {teacher:.1%} of its first run's)", flush=True)
+          f"(teacher phase {teacher:.1%} of its first run's)")
+    for label, timings in (("first run", firsts), ("rerun", reruns)):
+        parts = ", ".join(f"{name} {statistics.median(t[name][0] for t in timings):.2f}"
+                          for name in timings[0])
+        print(f"  {label + ' wall s':25s} {parts}", flush=True)
 
 
 def main() -> None:

@@ -185,8 +185,9 @@ class InjectionFilter(Filter):
 
     Args:
         key: the passage text of a passage row (default ("title", "text")).
-        passages: optional `{docid: text}`; when given, rows are listwise rows and each is
-            judged by the passages of its `initial_list` (flagged if any is).
+        passages: optional `{docid: text}` or `{(snapshot_id, docid): text}` (builds over
+            several sources, whose docids may collide); when given, rows are listwise rows
+            and each is judged by the passages of its `initial_list` (flagged if any is).
         threshold: heuristic score at which a text is flagged (default 0.5: any one rule
             of weight >= 0.5, or two weaker ones).
         exclude: reject flagged rows instead of keeping them (default False).
@@ -229,17 +230,18 @@ class InjectionFilter(Filter):
             flagged, score, rules = self.judge_text(key_text(row, self.key))
             return self._verdict(score, _rule_list(rules)) if flagged else KEEP
         for docid in row["initial_list"]:
-            flagged, score, rules = self._passage(str(docid))
+            flagged, score, rules = self._passage(row.get("snapshot_id"), str(docid))
             if flagged:
                 return self._verdict(score, f"{docid}:{_rule_list(rules)}")
         return KEEP
 
-    def _passage(self, docid: str) -> tuple[bool, float, list[str]]:
-        if docid not in self._cache:
-            if docid not in self.passages:
+    def _passage(self, snapshot_id: str | None, docid: str) -> tuple[bool, float, list[str]]:
+        key = (snapshot_id, docid) if (snapshot_id, docid) in self.passages else docid
+        if key not in self._cache:
+            if key not in self.passages:
                 raise KeyError(f"injection: passage {docid!r} of a candidate list is not in `passages`")
-            self._cache[docid] = self.judge_text(self.passages[docid])
-        return self._cache[docid]
+            self._cache[key] = self.judge_text(self.passages[key])
+        return self._cache[key]
 
     def _verdict(self, score: float, detail: str) -> Verdict:
         return Verdict(not self.exclude, f"injection:{detail}", score)

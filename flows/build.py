@@ -80,7 +80,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
     with hold_warehouse(spec.warehouse_path, wait_seconds) as warehouse:
         snapshot_ids = ingest_sources(spec_path)
         recorded_spec = spec.model_dump(mode="json")
-        inputs = inputs_fingerprint(snapshot_ids, spec_hash(recorded_spec), prompt_versions(recorded_spec))
+        used = prompt_versions({kind: recorded_spec.get(kind) for kind in spec.kinds})
+        inputs = inputs_fingerprint(snapshot_ids, spec_hash(recorded_spec), used)
         if (only_if_changed and spec.publish == "if_changed"
                 and inputs == last_published_inputs(warehouse, spec.dataset)):
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
@@ -138,6 +139,7 @@ def build_manifest(spec: BuildSpec, snapshot_ids: list[str], results: list[Stage
         "teachers": [{"kind": r["kind"], **t, "cost_usd": teacher_usd(spec, t)}
                      for r in results for t in r["teachers"]],
         "prompts": {name: v for r in results for name, v in r["prompts"].items()},
+        "filters": {r["kind"]: r["filters"] for r in results if r["filters"]},
         "sampling": spec.sampling.model_dump(),
         "cost": build_cost(spec, [t for r in results for t in r["teachers"]]),
         "timings": {"build_seconds": round(seconds, 2)},

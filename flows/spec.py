@@ -5,12 +5,15 @@ Relative paths in a spec (sources, output, warehouse) are relative to the spec f
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from filters.base import registered_filters
+from flows.runners import RunnerConfig
 from generators.candidates import CandidateConfig
 from generators.listwise import ListwiseConfig
 from generators.mixed_cot import MixedCotConfig
@@ -66,6 +69,9 @@ class BuildSpec(BaseModel):
     teacher: TeacherConfig = TeacherConfig()
     sampling: Sampling = Sampling()
     pricing: Pricing | None = Field(None, description="teacher prices; without them cost is tokens only")
+    filters: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="per kind, a filter chain: [{name: ..., <parameter>: ...}]")
+    runner: RunnerConfig = RunnerConfig()
 
     base_dir: Path = Field(Path("."), exclude=True)
 
@@ -115,7 +121,25 @@ def spec_from_dict(raw: dict, base_dir: Path, name: str = "spec") -> BuildSpec:
             raise InputError(f"{name}: sources[{index}].path: {path} does not exist")
         if path is not None and source.hf is not None:
             raise InputError(f"{name}: sources[{index}]: give either path or hf, not both")
+    _check_filters(spec, name)
     return spec
+
+
+def _check_filters(spec: BuildSpec, name: str) -> None:
+    """Every filter of every chain exists and takes the parameters given (data-valued ones
+    are supplied at build time; see flows/stages/filtering.py)."""
+    known = registered_filters()
+    for kind, chain in spec.filters.items():
+        if kind not in spec.kinds:
+            raise InputError(f"{name}: filters.{kind}: not a kind this build produces ({spec.kinds})")
+        for index, item in enumerate(chain):
+            where = f"{name}: filters.{kind}[{index}]"
+            if item.get("name") not in known:
+                raise InputError(f"{where}: unknown filter {item.get('name')!r} (known: {', '.join(sorted(known))})")
+            accepted = {f.name for f in dataclasses.fields(known[item["name"]]) if f.init} | {"against_published"}
+            unknown = set(item) - accepted - {"name"}
+            if unknown:
+                raise InputError(f"{where}: unknown parameter {sorted(unknown)[0]!r} of filter {item['name']!r}")
 
 
 def _describe(error: dict) -> str:

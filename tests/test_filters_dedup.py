@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
+from datasketch import MinHash
 
 from filters.base import run_chain
 from filters.dedup import (
@@ -21,7 +23,7 @@ from filters.dedup import (
     minhash_signatures,
     word_shingles,
 )
-from filters.text import word_tokens
+from filters.text import word_ngrams, word_tokens
 
 
 def read_corpus(shared_data: Path, name: str) -> list[dict]:
@@ -76,6 +78,13 @@ def test_minhash_finds_planted_cisi_near_duplicates(cisi_with_planted_copies):
         assert rejection.score >= threshold
 
 
+def test_minhash_names_the_first_of_many_repeats():
+    rows = [{"row_id": f"r{i}", "text": "The same boilerplate notice, repeated on every page."} for i in range(3000)]
+    verdicts = [v for _, v in MinHashDedupFilter(key="text").apply(rows)]
+    assert verdicts[0].keep
+    assert {(v.keep, v.reason, v.score) for v in verdicts[1:]} == {(False, "duplicate_of:r0", 1.0)}
+
+
 def test_minhash_against_an_earlier_version(cisi_with_planted_copies):
     rows, planted = cisi_with_planted_copies
     originals = {row["docid"]: row["text"] for row in rows if row["docid"] not in planted}
@@ -97,6 +106,26 @@ def test_minhash_refuses_signatures_made_differently(cisi_with_planted_copies):
         list(MinHashDedupFilter(key="text", seen=signatures).apply(rows[:2]))
 
 
+def test_signatures_are_datasketch_minhash_bulk_values(shared_data):
+    texts = [p["title"] + " " + p["text"] for name in ("cacm", "korquad") for p in read_corpus(shared_data, name)]
+    texts += ["", "  ...  ", "one", "two words"]
+    for num_perm, shingle_size, seed in ((128, 3, 1), (64, 5, 7)):
+        reference = MinHash.bulk(
+            [word_shingles(t, shingle_size) for t in texts],
+            num_perm=num_perm,
+            seed=seed,
+            hashfunc=xxhash.xxh32_intdigest,
+            scheme="affine32",
+        )
+        ours = minhash_signature_matrix(texts, num_perm, shingle_size, seed, processes=1)
+        assert np.array_equal(ours, np.vstack([m.hashvalues for m in reference]))
+    # the estimate dedup uses is datasketch's Jaccard estimate of the LeanMinHash objects
+    near = [texts[0], texts[0] + " and one more clause"]
+    lean = minhash_signatures(near)
+    matrix = minhash_signature_matrix(near)
+    assert lean[0].jaccard(lean[1]) == pytest.approx(float(np.mean(matrix[0] == matrix[1])))
+
+
 def test_parallel_signatures_equal_single_process_ones(shared_data):
     texts = [p["title"] + " " + p["text"] for name in ("cisi", "cacm") for p in read_corpus(shared_data, name)]
     assert len(texts) >= PARALLEL_MIN_TEXTS
@@ -104,11 +133,13 @@ def test_parallel_signatures_equal_single_process_ones(shared_data):
     assert np.array_equal(parallel, minhash_signature_matrix(texts, processes=1))
 
 
-def test_fast_ascii_tokenizer_matches_the_regex(shared_data):
-    for name in ("cisi", "cacm"):
+def test_fast_tokenizer_and_shingles_match_the_plain_definitions(shared_data):
+    for name in ("cisi", "cacm", "korquad"):
         for passage in read_corpus(shared_data, name):
             text = passage["title"] + "\n" + passage["text"]
-            assert word_tokens(text) == re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower())
+            tokens = re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower())
+            assert word_tokens(text) == tokens
+            assert word_shingles(text, 3) == {gram.encode() for gram in word_ngrams(tokens, 3)}
 
 
 def test_exact_dedup_normalises_and_names_the_first_occurrence():

@@ -18,6 +18,7 @@ class StageResult(TypedDict):
     attempted: int
     accepted: int
     rejections: dict[str, int]  # "stage:reason" -> rows
+    filters: list[dict]  # each filter step: name, parameters, rows seen / kept / rejected / flagged
     teachers: list[dict]  # backend, model, calls made/reused/failed, tokens
     prompts: dict[str, str]  # prompt name -> version
 

@@ -3,13 +3,13 @@ samples), validate strictly, attach the pointwise positives staged in the same v
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Iterator
 
 from prefect import task
 
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.filtering import stage_rows
 from generators.candidates import CandidateList, candidate_lists
 from generators.listwise import build_row, plan_samples, rank_samples
 from generators.pointwise import attach_positives, positives_by_query
@@ -18,7 +18,7 @@ from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.db import Warehouse
 from warehouse.snapshots import find_snapshot, load_passages
-from warehouse.versions import add_rejections, add_rows, load_rows
+from warehouse.versions import load_rows
 
 
 def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str]
@@ -46,11 +46,9 @@ def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> Sta
     rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
     accepted = [row for row in rows if row["reason"] is None]
     rejected = [(row, "validate", row["reason"], None) for row in rows if row["reason"] is not None]
-    add_rows(warehouse, spec.dataset, version, "listwise", accepted)
-    add_rejections(warehouse, spec.dataset, version, "listwise", rejected)
     return StageResult(
-        kind="listwise", attempted=len(rows), accepted=len(accepted),
-        rejections=dict(Counter(f"validate:{row['reason']}" for row, *_ in rejected)),
+        kind="listwise",
+        **stage_rows(spec, warehouse, version, "listwise", snapshot_ids, accepted, rejected),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
         prompts={prompt.name: prompt.version},
     )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
 
 from prefect import task
 
 from flows.spec import load_spec
 from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.filtering import stage_rows
 from generators.mixed_cot import build_row, plan_traces, rejection_score
 from generators.teachers import TeacherRunner, make_backend
 from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.snapshots import find_snapshot, load_passages, load_qrels, load_queries
-from warehouse.versions import add_rejections, add_rows
 
 
 @task(name="mixed_cot")
@@ -35,11 +34,9 @@ def mixed_cot_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     rows = [build_row(p, answers[p.call.key], prompt, backend.name, config) for p in planned]
     accepted = [row for row in rows if row["reason"] is None]
     rejected = [(row, "gate", row["reason"], rejection_score(row)) for row in rows if row["reason"]]
-    add_rows(warehouse, spec.dataset, version, "mixed_cot", accepted)
-    add_rejections(warehouse, spec.dataset, version, "mixed_cot", rejected)
     return StageResult(
-        kind="mixed_cot", attempted=len(rows), accepted=len(accepted),
-        rejections=dict(Counter(f"gate:{row['reason']}" for row, *_ in rejected)),
+        kind="mixed_cot",
+        **stage_rows(spec, warehouse, version, "mixed_cot", snapshot_ids, accepted, rejected),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
         prompts={prompt.name: prompt.version},
     )

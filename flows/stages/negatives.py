@@ -6,12 +6,12 @@ from prefect import task
 
 from flows.spec import load_spec
 from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.filtering import stage_rows
 from generators.negatives import apply_verdicts, mine_snapshot, plan_judgments
 from generators.teachers import TeacherRunner, make_backend
 from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.snapshots import find_snapshot
-from warehouse.versions import add_rejections, add_rows
 
 
 @task(name="negatives")
@@ -34,11 +34,9 @@ def negatives_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
                                                                       "fn-judge")
     judged = apply_verdicts(mined, planned, answers, prompt, backend.name, backend.model, config,
                             spec.sampling)
-    add_rows(warehouse, spec.dataset, version, "negatives", judged)
-    add_rejections(warehouse, spec.dataset, version, "negatives", rejected)
     return StageResult(
-        kind="negatives", attempted=len(rows), accepted=len(judged),
-        rejections={"mine:no_candidates": len(rejected)} if rejected else {},
+        kind="negatives",
+        **stage_rows(spec, warehouse, version, "negatives", snapshot_ids, judged, rejected),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}] if planned else [],
         prompts={prompt.name: prompt.version} if config.judge != "none" else {},
     )

@@ -4,18 +4,17 @@ the staged rows back as the ``relevant_docids`` of its rows."""
 
 from __future__ import annotations
 
-from collections import Counter
 
 from prefect import task
 
 from flows.spec import load_spec
 from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.filtering import stage_rows
 from flows.stages.listwise import selected_lists
 from generators.pointwise import build_judgment_row, plan_judgments
 from generators.teachers import TeacherRunner, make_backend
 from prompts import load_prompt
 from warehouse.calls import CallStore
-from warehouse.versions import add_rejections, add_rows
 
 
 @task(name="pointwise")
@@ -33,11 +32,9 @@ def pointwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     rows = [build_judgment_row(p, answers[p.call.key], prompt, backend.name) for p in planned]
     accepted = [row for row in rows if row["reason"] is None]
     rejected = [(row, "validate", row["reason"], None) for row in rows if row["reason"] is not None]
-    add_rows(warehouse, spec.dataset, version, "pointwise", accepted)
-    add_rejections(warehouse, spec.dataset, version, "pointwise", rejected)
     return StageResult(
-        kind="pointwise", attempted=len(rows), accepted=len(accepted),
-        rejections=dict(Counter(f"validate:{row['reason']}" for row, *_ in rejected)),
+        kind="pointwise",
+        **stage_rows(spec, warehouse, version, "pointwise", snapshot_ids, accepted, rejected),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
         prompts={prompt.name: prompt.version},
     )

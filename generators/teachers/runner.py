@@ -57,7 +57,8 @@ class TeacherStats:
     def as_dict(self) -> dict:
         return {"calls_made": self.calls_made, "calls_reused": self.calls_reused,
                 "calls_failed": self.calls_failed, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3), "errors": list(self.errors)}
+                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3),
+                "errors": list(self.errors)}
 
 
 class TeacherRunner:
@@ -65,10 +66,11 @@ class TeacherRunner:
 
     A call whose answer is stored is not made again (failed calls are: a later run retries
     exactly those). New answers and failures are written to the warehouse as they arrive, by
-    a background writer that commits everything that arrived while its previous commit ran
-    (group commit): one commit per answer would cap a run at the disk's commits per second.
-    A crash (even SIGKILL) loses at most the calls in flight and those in the one commit
-    under way; a committed answer is never asked for again.
+    a background writer that commits everything that arrived since its previous commit
+    (group commit, at most one commit per ``CallWriter`` interval): one commit per answer
+    would cap a run at the disk's fsyncs per second. A crash (even SIGKILL) loses at most
+    the calls in flight and the answers of the last interval and the commit under way; a
+    committed answer is never asked for again.
     """
 
     def __init__(self, backend: TeacherBackend, store: CallStore, show_progress: bool | None = None):
@@ -103,7 +105,8 @@ class TeacherRunner:
 
 
 class CallWriter:
-    """Writes call records from a background thread, batching what arrives during a write.
+    """Writes call records from a background thread: each write commits what arrived since
+    the previous one, and writes start at most every ``min_interval_s``.
 
     ``add`` never blocks the event loop; leaving the ``async with`` writes what is left (also
     when the run fails, so answers already paid for are kept) and re-raises a write error.

@@ -1,0 +1,89 @@
+"""The spec's filter chains, applied to each stage's rows before they are staged.
+
+A spec declares a chain per kind::
+
+    filters:
+      listwise:
+        - {name: consistency_ndcg, alpha: 0.4}
+        - {name: injection, exclude: true}
+        - {name: minhash_dedup, key: query, threshold: 0.8, against_published: true}
+        - {name: contamination, eval_sets: [../evals/trec-dl]}
+
+Parameters that are data, not settings, are filled in here: ``injection`` gets the passages
+of the build's snapshots, ``contamination`` gets its paths resolved against the spec file,
+and a dedup filter with ``against_published: true`` gets the texts of the dataset's
+published rows, so a new version adds no row an earlier one had.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from filters.base import Filter, build_chain, run_chain
+from filters.text import key_text
+from flows.spec import BuildSpec
+from warehouse.db import Warehouse
+from warehouse.snapshots import load_passages
+from warehouse.versions import add_rejections, add_rows, list_versions, load_rows
+
+DEDUP_FILTERS = {"exact_dedup", "minhash_dedup", "semantic_dedup"}
+
+
+def filter_chain(spec: BuildSpec, warehouse: Warehouse, kind: str, snapshot_ids: list[str]) -> list[Filter]:
+    """The kind's chain from the spec, with its data-valued parameters supplied."""
+    specs = [_with_data(dict(item), spec, warehouse, kind, snapshot_ids)
+             for item in spec.filters.get(kind, [])]
+    return build_chain(specs)
+
+
+def _with_data(item: dict[str, Any], spec: BuildSpec, warehouse: Warehouse, kind: str,
+               snapshot_ids: list[str]) -> dict[str, Any]:
+    if item["name"] == "injection" and "passages" not in item and kind != "passages":
+        item["passages"] = {(sid, docid): f"{title}\n{text}".strip()
+                            for sid in snapshot_ids
+                            for docid, (title, text) in load_passages(warehouse, sid).items()}
+    if item["name"] == "contamination":
+        item["eval_sets"] = [str(spec.resolve(path)) if isinstance(path, str) else path
+                             for path in item.get("eval_sets", [])]
+    if item["name"] in DEDUP_FILTERS and item.pop("against_published", False):
+        item["seen"] = _published_texts(warehouse, spec.dataset, kind, item.get("key", "query"))
+    return item
+
+
+def _published_texts(warehouse: Warehouse, dataset: str, kind: str, key) -> dict[str, str]:
+    """row label -> compared text, over every published version of the dataset."""
+    seen = {}
+    for version in list_versions(warehouse, dataset):
+        if version["status"] == "published":
+            for row in load_rows(warehouse, dataset, version["version"], kind):
+                seen[f"v{version['version']}:{row['row_id']}"] = key_text(row, key)
+    return seen
+
+
+def stage_rows(spec: BuildSpec, warehouse: Warehouse, version: int, kind: str, snapshot_ids: list[str],
+               accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> dict:
+    """Run the kind's filter chain over the accepted rows, then stage the rows it kept and
+    every rejection (validation's and the filters', each with its filter, reason and score).
+
+    Returns the counts a ``StageResult`` reports: attempted, accepted, rejections, filters.
+    """
+    result = run_chain(filter_chain(spec, warehouse, kind, snapshot_ids), accepted)
+    for row, verdicts in zip(result.kept, result.verdicts):
+        row["filter_verdicts"] = {label: {"keep": v.keep, "reason": v.reason, "score": v.score}
+                                  for label, v in verdicts.items()}
+    filtered = [(r.row, r.filter, r.reason, r.score) for r in result.rejected]
+    add_rows(warehouse, spec.dataset, version, kind, result.kept)
+    add_rejections(warehouse, spec.dataset, version, kind, rejected + filtered)
+    return {
+        "attempted": len(accepted) + len(rejected),
+        "accepted": len(result.kept),
+        "rejections": dict(Counter(f"{stage}:{_reason_class(reason)}"
+                                   for _, stage, reason, _ in rejected + filtered)),
+        "filters": result.steps,
+    }
+
+
+def _reason_class(reason: str) -> str:
+    """The reason without its per-row detail (``duplicate_of:<row>`` -> ``duplicate_of``)."""
+    return reason.split(":", 1)[0]
