@@ -12,6 +12,7 @@ from datetime import datetime
 
 from prefect import flow, task
 
+from flows.runners import task_runner
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, hold_warehouse, warehouse_cursor
 from flows.stages.listwise import listwise_stage
@@ -107,6 +108,12 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
     return {**manifest, "dataset": spec.dataset, "outcome": "published", "version": version,
             "inputs": inputs, "outputs": outputs, "warehouse": str(spec.warehouse_path),
             "wall_seconds": round(time.perf_counter() - started, 2)}
+
+
+def run_build(spec_path: str, **parameters) -> dict:
+    """``build_flow`` on the task runner the spec's ``runner`` section asks for."""
+    runner = task_runner(load_spec(spec_path).runner)
+    return build_flow.with_options(task_runner=runner)(spec_path, **parameters)
 
 
 def prompt_versions(spec: dict) -> dict[str, str]:

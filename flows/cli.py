@@ -58,9 +58,9 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     parsed = load_spec(spec)  # fail fast, before Prefect starts, on a bad spec
     _wait_for_warehouse(parsed.warehouse_path, wait)
     _prepare_prefect()
-    from flows.build import build_flow
+    from flows.build import run_build
 
-    summary = build_flow(str(spec), wait_seconds=wait)
+    summary = run_build(str(spec), wait_seconds=wait)
     _print_summary(summary)
 
 

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TypedDict
 
+from generators.teachers import TeacherBackend, make_backend
 from warehouse.db import Warehouse
 
 _HELD: dict[Path, Warehouse] = {}
@@ -39,3 +40,13 @@ def warehouse_cursor(path: Path) -> Warehouse:
     """A cursor on the held warehouse, for use in a task (possibly on another thread)."""
     held = _HELD[path]
     return Warehouse(held.con.cursor(), held.path, read_only=False)
+
+
+def stage_backend(spec) -> TeacherBackend:
+    """The teacher a stage calls: directly from the flow process, or with ``runner: dask`` in
+    shards on the workers (the flow process still records every answer)."""
+    if spec.runner.kind == "dask":
+        from flows.shards import ShardedBackend
+
+        return ShardedBackend(spec.teacher, spec.runner.shard_size)
+    return make_backend(spec.teacher)

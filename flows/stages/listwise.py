@@ -8,12 +8,12 @@ from typing import Iterator
 from prefect import task
 
 from flows.spec import BuildSpec, load_spec
-from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import stage_rows
 from generators.candidates import CandidateList, candidate_lists
 from generators.listwise import build_row, plan_samples, rank_samples
 from generators.pointwise import attach_positives, positives_by_query
-from generators.teachers import TeacherRunner, make_backend
+from generators.teachers import TeacherRunner
 from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.db import Warehouse
@@ -37,7 +37,7 @@ def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> Sta
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
     prompt = load_prompt(spec.listwise.prompt)
-    backend = make_backend(spec.teacher)
+    backend = stage_backend(spec)
     planned = [sample for lists, passages in selected_lists(spec, warehouse, snapshot_ids)
                for sample in plan_samples(lists, passages, prompt, spec.listwise, backend.model,
                                           spec.sampling, spec.seed)]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from prefect import task
 
 from flows.spec import load_spec
-from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import stage_rows
 from generators.mixed_cot import build_row, plan_traces, rejection_score
-from generators.teachers import TeacherRunner, make_backend
+from generators.teachers import TeacherRunner
 from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.snapshots import find_snapshot, load_passages, load_qrels, load_queries
@@ -22,7 +22,7 @@ def mixed_cot_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     config = spec.mixed_cot
     warehouse = warehouse_cursor(spec.warehouse_path)
     prompt = load_prompt(config.prompt_name)
-    backend = make_backend(spec.teacher)
+    backend = stage_backend(spec)
     planned = []
     for source, snapshot_id in zip(spec.sources, snapshot_ids):
         passages = load_passages(warehouse, snapshot_id) if config.with_passage else {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 
 from flows.spec import load_spec
-from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import stage_rows
 from generators.negatives import apply_verdicts, mine_snapshot, plan_judgments
-from generators.teachers import TeacherRunner, make_backend
+from generators.teachers import TeacherRunner
 from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.snapshots import find_snapshot
@@ -28,7 +28,7 @@ def negatives_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     mined = [row for row in rows if row["negatives"]]
     rejected = [(row, "mine", "no_candidates", None) for row in rows if not row["negatives"]]
     prompt = load_prompt(config.judge_prompt)
-    backend = make_backend(spec.teacher)
+    backend = stage_backend(spec)
     planned = plan_judgments(mined, prompt, config, backend.model, spec.sampling)
     answers, stats = TeacherRunner(backend, CallStore(warehouse)).run([p.call for p in planned],
                                                                       "fn-judge")

@@ -8,11 +8,11 @@ from __future__ import annotations
 from prefect import task
 
 from flows.spec import load_spec
-from flows.stages.common import StageResult, warehouse_cursor
+from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import stage_rows
 from flows.stages.listwise import selected_lists
 from generators.pointwise import build_judgment_row, plan_judgments
-from generators.teachers import TeacherRunner, make_backend
+from generators.teachers import TeacherRunner
 from prompts import load_prompt
 from warehouse.calls import CallStore
 
@@ -23,7 +23,7 @@ def pointwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
     prompt = load_prompt(spec.pointwise.prompt)
-    backend = make_backend(spec.teacher)
+    backend = stage_backend(spec)
     depth = spec.pointwise.depth or spec.listwise.ranked_depth
     planned = [judgment for lists, passages in selected_lists(spec, warehouse, snapshot_ids)
                for judgment in plan_judgments(lists, passages, prompt, spec.pointwise, depth, backend.model,

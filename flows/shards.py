@@ -1,0 +1,53 @@
+"""Teacher calls in shards on the flow's task runner (Dask workers with ``runner: dask``).
+
+``ShardedBackend`` looks like any backend to ``TeacherRunner``: it submits shards of calls as
+Prefect tasks and yields each shard's answers when it finishes. Workers only call the
+teacher; the flow process, the warehouse's one writer, records every answer. A crash loses
+at most the shards in flight. Workers read the teacher's key from their own environment
+(``teacher.api_key_env``): the key never travels with a shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Sequence
+
+from prefect import task
+from prefect.futures import as_completed
+
+from generators.teachers import Call, Completion, TeacherBackend, TeacherConfig, make_backend
+
+
+def answer_calls(backend: TeacherBackend, calls: Sequence[Call]) -> list[tuple[Call, Completion]]:
+    """Every call's completion, failures included (runs its own event loop)."""
+    async def gather() -> list[tuple[Call, Completion]]:
+        return [pair async for pair in backend.run(calls)]
+
+    return asyncio.run(gather())
+
+
+@task(name="teacher-shard")
+def answer_shard(teacher: dict, calls: list[Call]) -> list[tuple[Call, Completion]]:
+    """One shard of teacher calls, run where the task runner puts it."""
+    return answer_calls(make_backend(TeacherConfig.model_validate(teacher)), calls)
+
+
+class ShardedBackend(TeacherBackend):
+    """The configured teacher, called in shards of ``shard_size`` on the flow's task runner."""
+
+    def __init__(self, config: TeacherConfig, shard_size: int):
+        inner = make_backend(config)
+        self.name, self.model = inner.name, inner.model
+        self.config = config.model_dump()
+        self.shard_size = shard_size
+        self.in_flight = 0
+
+    async def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+        shards = [list(calls[i:i + self.shard_size]) for i in range(0, len(calls), self.shard_size)]
+        futures = await asyncio.to_thread(lambda: [answer_shard.submit(self.config, s) for s in shards])
+        self.in_flight = len(calls)
+        finished = as_completed(futures)
+        while (future := await asyncio.to_thread(next, finished, None)) is not None:
+            for call, completion in await asyncio.to_thread(future.result):
+                self.in_flight -= 1
+                yield call, completion
