@@ -13,17 +13,19 @@ from datetime import datetime
 from prefect import flow, task
 
 from flows.runners import task_runner
+from flows.shards import encode_in_shards, retrieve_shard
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, hold_warehouse, warehouse_cursor
 from flows.stages.listwise import listwise_stage
 from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
-from generators.candidates import ensure_candidates
-from warehouse.exports import publish_exports
-from warehouse.snapshots import ingest, latest_snapshot
+from generators.candidates import retrieval_inputs
 from prompts import load_prompt
+from warehouse.candidates import has_candidates, store_candidates
+from warehouse.exports import publish_exports
 from warehouse.runs import inputs_fingerprint, last_published_inputs, record_run
+from warehouse.snapshots import ingest, latest_snapshot
 from warehouse.versions import begin_version, fail_version, publish_version, spec_hash
 
 # The stages a build can run, in the order it runs them.
@@ -49,11 +51,22 @@ def ingest_sources(spec_path: str) -> list[str]:
 
 @task(name="candidates")
 def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
-    """Candidate lists for every snapshot, with its source's settings (stored once, reused)."""
+    """Candidate lists for every snapshot, with its source's settings (stored once, reused).
+
+    Embeddings and retrieval run on the task runner, every source at once; the lists come
+    back here to be stored.
+    """
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
-    return sum(ensure_candidates(warehouse, sid, spec.candidates_for(source))
-               for source, sid in zip(spec.sources, snapshot_ids))
+    pending = []
+    for source, snapshot_id in zip(spec.sources, snapshot_ids):
+        config = spec.candidates_for(source)
+        if not has_candidates(warehouse, snapshot_id, config.retriever_id()):
+            inputs = retrieval_inputs(warehouse, snapshot_id, config, encode_in_shards)
+            pending.append((snapshot_id, config, retrieve_shard.submit(inputs[0], inputs[1], config, *inputs[2:])))
+    for snapshot_id, config, future in pending:
+        store_candidates(warehouse, snapshot_id, config.retriever_id(), future.result())
+    return len(pending)
 
 
 @task(name="export")

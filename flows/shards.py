@@ -1,4 +1,6 @@
-"""Teacher calls in shards on the flow's task runner (Dask workers with ``runner: dask``).
+"""Work in shards on the flow's task runner (Dask workers with ``runner: dask``): teacher
+calls, passage embeddings and candidate retrieval. Workers never open the warehouse: they
+get their inputs with the task and return results, which the flow process stores.
 
 ``ShardedBackend`` looks like any backend to ``TeacherRunner``: it submits shards of calls as
 Prefect tasks and yields each shard's answers when it finishes. Workers only call the
@@ -15,7 +17,33 @@ from typing import AsyncIterator, Sequence
 from prefect import task
 from prefect.futures import as_completed
 
+import numpy as np
+
+from generators.candidates import CandidateConfig, Ranked, rank_candidates
+from generators.embeddings import encode
 from generators.teachers import Call, Completion, TeacherBackend, TeacherConfig, make_backend
+
+# Texts per embedding shard: a multiple of the encoder's batch size (64), so every batch,
+# and so every vector, is the same as in an unsharded run.
+EMBED_SHARD = 512
+
+
+@task(name="embed-shard")
+def embed_shard(texts: list[str], model: str) -> np.ndarray:
+    return encode(texts, model)
+
+
+def encode_in_shards(texts: list[str], model: str) -> np.ndarray:
+    """``encode`` with the texts split into shards that run in parallel on the task runner."""
+    futures = [embed_shard.submit(texts[i:i + EMBED_SHARD], model) for i in range(0, len(texts), EMBED_SHARD)]
+    return np.vstack([future.result() for future in futures]) if futures else encode([], model)
+
+
+@task(name="retrieve")
+def retrieve_shard(passages: dict, queries: dict, config: CandidateConfig, docids: list[str] | None,
+                   vectors: np.ndarray | None) -> Ranked:
+    """One source's candidate lists, computed where the task runner puts it."""
+    return rank_candidates(passages, queries, config, docids, vectors)
 
 
 def answer_calls(backend: TeacherBackend, calls: Sequence[Call]) -> list[tuple[Call, Completion]]:

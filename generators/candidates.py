@@ -108,20 +108,36 @@ def reciprocal_rank_fusion(runs: list[Ranked], k: int, rrf_k: int = 60) -> Ranke
     return fused
 
 
-def retrieve(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig) -> Ranked:
-    """Candidate lists of every query of a snapshot under ``config``."""
+def retrieval_inputs(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig,
+                     encode_texts=None) -> tuple[dict, dict, list[str] | None, np.ndarray | None]:
+    """What ``rank_candidates`` needs for a snapshot: passages, query texts, and for dense or
+    hybrid retrieval the passage embeddings (computed with ``encode_texts`` if not stored)."""
     passages = load_passages(warehouse, snapshot_id)
     queries = {qid: text for qid, (text, _) in load_queries(warehouse, snapshot_id).items()}
     if config.method == "bm25":
-        return bm25_candidates(passages, queries, config.k, config.stopwords)
-    from generators.embeddings import snapshot_embeddings
+        return passages, queries, None, None
+    from generators.embeddings import encode, snapshot_embeddings
 
-    docids, vectors = snapshot_embeddings(warehouse, snapshot_id, config.model)
+    docids, vectors = snapshot_embeddings(warehouse, snapshot_id, config.model, encode_texts or encode)
+    return passages, queries, docids, vectors
+
+
+def rank_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str], config: CandidateConfig,
+                    docids: list[str] | None = None, vectors: np.ndarray | None = None) -> Ranked:
+    """Candidate lists of every query under ``config`` (no warehouse: runs on any worker)."""
+    if config.method == "bm25":
+        return bm25_candidates(passages, queries, config.k, config.stopwords)
     if config.method == "dense":
         return dense_candidates(docids, vectors, queries, config.k, config.model)
     runs = [bm25_candidates(passages, queries, config.depth, config.stopwords),
             dense_candidates(docids, vectors, queries, config.depth, config.model)]
     return reciprocal_rank_fusion(runs, config.k, config.rrf_k)
+
+
+def retrieve(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig) -> Ranked:
+    """Candidate lists of every query of a snapshot under ``config``."""
+    passages, queries, docids, vectors = retrieval_inputs(warehouse, snapshot_id, config)
+    return rank_candidates(passages, queries, config, docids, vectors)
 
 
 @dataclass(frozen=True)

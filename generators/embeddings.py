@@ -8,6 +8,7 @@ a network the first time).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -42,12 +43,14 @@ def encode(texts: list[str], model: str = DEFAULT_EMBEDDER, batch_size: int = 64
     return vectors.astype(np.float32)
 
 
-def snapshot_embeddings(warehouse: Warehouse, snapshot_id: str,
-                        model: str = DEFAULT_EMBEDDER) -> tuple[list[str], np.ndarray]:
-    """The snapshot's passage embeddings, computed and stored on first use."""
+def snapshot_embeddings(warehouse: Warehouse, snapshot_id: str, model: str = DEFAULT_EMBEDDER,
+                        encode_texts: Callable[[list[str], str], np.ndarray] = encode
+                        ) -> tuple[list[str], np.ndarray]:
+    """The snapshot's passage embeddings, computed (by ``encode_texts``, e.g. on workers) and
+    stored on first use."""
     if not has_embeddings(warehouse, snapshot_id, model):
         passages = load_passages(warehouse, snapshot_id)
         docids = list(passages)
         store_embeddings(warehouse, snapshot_id, model, docids,
-                         encode([passage_text(*passages[d]) for d in docids], model))
+                         encode_texts([passage_text(*passages[d]) for d in docids], model))
     return load_embeddings(warehouse, snapshot_id, model)

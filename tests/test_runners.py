@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 import yaml
 
@@ -21,7 +23,7 @@ def write_spec(folder, teacher_url: str, runner: dict) -> str:
         "sources": [{"name": "demo-medicine", "domain": "medicine", "queries": 4,
                      "path": str(REPO / "examples/demo/medicine")},
                     {"name": "demo-law", "domain": "law", "queries": 4, "path": str(REPO / "examples/demo/law")}],
-        "candidates": {"k": 6}, "listwise": {"window": 6, "samples": 2},
+        "candidates": {"method": "hybrid", "k": 6}, "listwise": {"window": 6, "samples": 2},
         "teacher": {"backend": "openai", "base_url": teacher_url, "model": "fake"},
         "runner": runner,
     }))
@@ -36,6 +38,7 @@ def published_rows(summary: dict) -> list[dict]:
 def test_threads_and_dask_publish_identical_rows(prefect_harness, tmp_path):
     from flows.build import run_build
 
+    started = datetime.now(timezone.utc)
     with FakeTeacher(mode="random", seed=3) as teacher:
         threads = run_build(write_spec(tmp_path / "threads", teacher.base_url, {"kind": "threads"}))
         dask = run_build(write_spec(tmp_path / "dask", teacher.base_url,
@@ -45,13 +48,18 @@ def test_threads_and_dask_publish_identical_rows(prefect_harness, tmp_path):
     assert answered == 32  # each build asked every call once: the dask build reused nothing
     threads_rows, dask_rows = published_rows(threads), published_rows(dask)
     assert len(threads_rows) == 16 and threads_rows == dask_rows
-    assert shard_task_runs() == 6  # 16 calls in shards of 3, all from the dask build
+    # Teacher calls went in shards of 3 (only the dask build has them); embeddings and
+    # retrieval ran as one task per source in each build.
+    assert task_runs("teacher-shard", started) == 6
+    assert task_runs("embed-shard", started) == task_runs("retrieve", started) == 4
 
 
-def shard_task_runs() -> int:
+def task_runs(name: str, since: datetime) -> int:
+    """Task runs whose name contains ``name`` that started after ``since`` (in this harness)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterStartTime
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="teacher-shard")))
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+            name=TaskRunFilterName(like_=name), start_time=TaskRunFilterStartTime(after_=since)))
     return len(runs)
