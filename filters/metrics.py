@@ -247,3 +247,19 @@ def kemeny_distance(candidate: Ranking, rankings: Sequence[Ranking]) -> int:
         for x, y in itertools.combinations(candidate, 2):
             total += position[x] > position[y]
     return total
+
+
+__all__ = [
+    "KEMENY_MAX_ITEMS",
+    "average_overlap",
+    "borda_aggregate",
+    "evaluate_rankings",
+    "kemeny_aggregate",
+    "kemeny_distance",
+    "kendall_tau",
+    "mean_reciprocal_rank",
+    "ndcg_at_k",
+    "rbo",
+    "recall_at_k",
+    "reciprocal_rank",
+]

@@ -80,3 +80,17 @@ def describe_key(key: RowKey) -> str | list[str]:
     if callable(key):
         return getattr(key, "__qualname__", repr(key))
     return key if isinstance(key, str) else list(key)
+
+
+__all__ = [
+    "ROW_ID_FIELDS",
+    "Row",
+    "RowKey",
+    "ascii_word_bytes",
+    "describe_key",
+    "key_text",
+    "normalize_text",
+    "row_label",
+    "word_ngrams",
+    "word_tokens",
+]

@@ -119,6 +119,33 @@ def test_a_failing_endpoint_is_set_aside(serve):
     assert alive.answered == 40
 
 
+def test_rate_limits_charge_every_request_and_settle_tokens_with_the_usage(serve, monkeypatch):
+    charged: dict[float, list[float]] = {}
+
+    class RecordingLimiter(RateLimiter):
+        async def acquire(self, amount: float = 1.0) -> None:
+            charged.setdefault(self.rate * 60, []).append(amount)
+            await super().acquire(amount)
+
+        def refund(self, amount: float) -> None:
+            charged.setdefault(self.rate * 60, []).append(-amount)
+            super().refund(amount)
+
+    monkeypatch.setattr(openai_compat, "RateLimiter", RecordingLimiter)
+    teacher = serve()
+    backend = OpenAIBackend(teacher.base_url, "fake-teacher", max_retries=10, backoff_s=0.01,
+                            requests_per_minute=6e6, tokens_per_minute=6e9)
+    answers = run_all(backend, ranking_calls(12)).values()
+    assert charged[6e6] == [1] * 12
+    assert len(charged[6e9]) == 24  # an estimate charged before each call, settled after it
+    assert sum(charged[6e9]) == sum(a.prompt_tokens + a.completion_tokens for a in answers)
+
+    charged.clear()
+    teacher.set_faults(p_5xx=0.3)
+    assert all(a.ok for a in run_all(backend, ranking_calls(12)).values())
+    assert charged[6e6] == [1] * (12 + teacher.stats()["fault_5xx"]) and teacher.stats()["fault_5xx"]  # retries too
+
+
 def test_reasoning_field_and_truncation_are_kept(serve):
     teacher = serve(reasoning_field=True)
     backend = OpenAIBackend(teacher.base_url, "fake-teacher")
