@@ -10,7 +10,7 @@ A spec declares a chain per kind::
         - {name: contamination, eval_sets: [../evals/trec-dl]}
 
 Parameters that are data, not settings, are filled in here: ``injection`` gets the passages
-of the build's snapshots, ``contamination`` gets its paths resolved against the spec file,
+of the build's snapshots (and with ``judge: teacher`` a judge that asks the build's teacher), ``contamination`` gets its paths resolved against the spec file,
 and a dedup filter with ``against_published: true`` gets the texts of the dataset's
 published rows, so a new version adds no row an earlier one had.
 """
@@ -23,7 +23,13 @@ from typing import Any
 from filters.base import Filter, build_chain, run_chain
 from filters.text import key_text
 from flows.spec import BuildSpec
+from flows.stages.common import stage_backend
+from generators.injection_judge import InjectionJudge
+from generators.teachers import TeacherRunner
+from prompts import load_prompt
+from warehouse.calls import CallStore
 from warehouse.db import Warehouse
+from warehouse.errors import InputError
 from warehouse.snapshots import load_passages
 from warehouse.versions import add_rejections, add_rows, list_versions, load_rows
 
@@ -43,12 +49,24 @@ def _with_data(item: dict[str, Any], spec: BuildSpec, warehouse: Warehouse, kind
         item["passages"] = {(sid, docid): f"{title}\n{text}".strip()
                             for sid in snapshot_ids
                             for docid, (title, text) in load_passages(warehouse, sid).items()}
+    if item["name"] == "injection" and "judge" in item:
+        item["judge"] = _injection_judge(spec, warehouse, item["judge"])
     if item["name"] == "contamination":
         item["eval_sets"] = [str(spec.resolve(path)) if isinstance(path, str) else path
                              for path in item.get("eval_sets", [])]
     if item["name"] in DEDUP_FILTERS and item.pop("against_published", False):
         item["seen"] = _published_texts(warehouse, spec.dataset, kind, item.get("key", "query"))
     return item
+
+
+def _injection_judge(spec: BuildSpec, warehouse: Warehouse, choice: str) -> InjectionJudge:
+    """``judge: teacher`` (or ``teacher-constrained``, with a yes/no grammar) asks the build's
+    teacher about every passage the heuristics matched."""
+    if choice not in ("teacher", "teacher-constrained"):
+        raise InputError(f"filters: injection judge must be 'teacher' or 'teacher-constrained', got {choice!r}")
+    runner = TeacherRunner(stage_backend(spec), CallStore(warehouse))
+    return InjectionJudge(runner, load_prompt("injection_judge"), spec.sampling,
+                          constrained=choice == "teacher-constrained")
 
 
 def _published_texts(warehouse: Warehouse, dataset: str, kind: str, key) -> dict[str, str]:
