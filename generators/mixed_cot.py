@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from generators.candidates import passage_text, select_queries
 from generators.language import LANGUAGES, Language, detect_language, script_switches, target_ratio
+from generators.lineage import call_lineage
 from generators.teachers import Call, Completion, Sampling
 from generators.teachers.base import THINK_BLOCK_SEPARATOR
 from prompts import Prompt
@@ -328,10 +329,5 @@ def build_row(planned: PlannedTrace, completion: Completion, prompt: Prompt, bac
         **stats,
         "failed_gates": failures,
         "reason": failures[0] if failures else None,
-        "teacher_model": planned.call.model,
-        "teacher_backend": backend,
-        "prompt_name": prompt.name,
-        "prompt_version": prompt.version,
-        "sampling": planned.call.sampling.model_dump(),
-        "call_keys": [planned.call.key],
+        **call_lineage([planned.call], prompt, backend),
     }

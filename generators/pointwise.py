@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from generators.candidates import CandidateList
 from generators.constraints import positives_grammar, reasoning_budget
 from generators.listwise import clean_passage, numbered
+from generators.lineage import call_lineage
 from generators.teachers import Call, Completion, Sampling
 from prompts import Prompt
 
@@ -132,12 +133,7 @@ def build_judgment_row(planned: PlannedJudgment, completion: Completion, prompt:
         "answer": completion.content if completion.ok else completion.error,
         "finish_reason": completion.finish_reason,
         "reason": parsed.reason,
-        "teacher_model": planned.call.model,
-        "teacher_backend": backend,
-        "prompt_name": prompt.name,
-        "prompt_version": prompt.version,
-        "sampling": planned.call.sampling.model_dump(),
-        "call_keys": [planned.call.key],
+        **call_lineage([planned.call], prompt, backend),
     }
 
 

@@ -83,3 +83,22 @@ def llama_server(tmp_path_factory) -> str:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def serve():
+    """Start loopback FakeTeachers (tests/fake_teacher.py) with the given options; all are
+    stopped after the test."""
+    from tests.fake_teacher import FakeTeacher
+
+    running = []
+
+    def start(**options) -> "FakeTeacher":
+        teacher = FakeTeacher(**options)
+        teacher.start()
+        running.append(teacher)
+        return teacher
+
+    yield start
+    for teacher in running:
+        teacher.stop()

@@ -21,22 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 ANSWER = re.compile(r"^<think>(.+)</think> <answer>(.*)</answer>$", re.DOTALL)
 
 
-@pytest.fixture
-def serve():
-    """Start FakeTeachers with the given options; all are stopped after the test."""
-    running: list[FakeTeacher] = []
-
-    def start(**options) -> FakeTeacher:
-        teacher = FakeTeacher(**options)
-        teacher.start()
-        running.append(teacher)
-        return teacher
-
-    yield start
-    for teacher in running:
-        teacher.stop()
-
-
 def listwise_messages(scores: list[int]) -> list[dict]:
     """A listwise prompt whose passage i carries score=scores[i-1]; an answer example precedes it."""
     passages = "\n".join(f"[{i}] Passage {i} says score={s} about the topic." for i, s in enumerate(scores, 1))

@@ -34,22 +34,6 @@ def run_all(backend: OpenAIBackend, calls: list[Call]) -> dict[str, object]:
     return asyncio.run(collect())
 
 
-@pytest.fixture
-def serve():
-    """Start FakeTeachers; all are stopped after the test."""
-    running: list[FakeTeacher] = []
-
-    def start(**options) -> FakeTeacher:
-        teacher = FakeTeacher(**options)
-        teacher.start()
-        running.append(teacher)
-        return teacher
-
-    yield start
-    for teacher in running:
-        teacher.stop()
-
-
 def test_faults_are_retried_until_every_answer_equals_the_clean_one(serve):
     teacher = serve(latency_ms=5, capacity=8)
     calls = ranking_calls(40)
