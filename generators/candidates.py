@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -152,7 +153,7 @@ class CandidateList:
     docids: tuple[str, ...]
     answers: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def list_id(self) -> str:
         payload = json.dumps([self.snapshot_id, self.qid, self.docids], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
