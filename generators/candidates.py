@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,10 +57,18 @@ def passage_text(title: str, text: str) -> str:
     return f"{title}\n{text}".strip()
 
 
+def _import_bm25s():
+    """bm25s, with its logger put back to WARNING (importing it sets it to DEBUG)."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 def bm25_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str],
                     k: int, stopwords: str | None = "en") -> Ranked:
     """qid -> [(docid, score), ...], the top ``k`` passages by BM25 (bm25s), best first."""
-    import bm25s
+    bm25s = _import_bm25s()
 
     docids = list(passages)
     corpus_tokens = bm25s.tokenize([passage_text(*passages[d]) for d in docids], stopwords=stopwords,
