@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from generators.listwise import REJECT_REASONS
 from tests.conftest import LLAMA_ALIAS, REPO
 from warehouse.db import Warehouse
 from warehouse.versions import list_versions, load_rows
@@ -42,12 +43,15 @@ def check_published_build(summary: dict) -> list[dict]:
     with Warehouse.open(summary["warehouse"], read_only=True) as wh:
         versions = list_versions(wh, summary["dataset"])
         rows = load_rows(wh, summary["dataset"], summary["version"], "listwise")
-        rejected = wh.con.execute("SELECT count(*) FROM rejections WHERE dataset = ? AND version = ?",
-                                  [summary["dataset"], summary["version"]]).fetchone()[0]
+        reasons = [reason for (reason,) in wh.con.execute(
+            "SELECT reason FROM rejections WHERE dataset = ? AND version = ? AND stage = 'validate'",
+            [summary["dataset"], summary["version"]]).fetchall()]
+        rejected = len(reasons)
         stored_keys = {k for (k,) in wh.con.execute("SELECT call_key FROM teacher_calls").fetchall()}
     assert [(v["version"], v["status"]) for v in versions][-1] == (summary["version"], "published")
     assert len(rows) + rejected == summary["attempted"]["listwise"] == 3
     assert len(rows) == summary["counts"]["listwise"]
+    assert set(reasons) <= set(REJECT_REASONS)
     for row in rows:
         assert sorted(row["permutation"]) == list(range(1, len(row["initial_list"]) + 1))
         assert sorted(row["final_list"]) == sorted(row["initial_list"])

@@ -8,8 +8,8 @@ import pytest
 from generators.candidates import CandidateConfig, candidate_lists, ensure_candidates
 from generators.constraints import positives_grammar
 from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_samples
-from generators.pointwise import (PointwiseConfig, attach_positives, build_judgment_row, parse_positives,
-                                  plan_judgments, positives_by_query)
+from generators.pointwise import (REJECT_REASONS, PointwiseConfig, attach_positives, build_judgment_row,
+                                  parse_positives, plan_judgments, positives_by_query)
 from generators.teachers import Sampling, TeacherRunner
 from generators.teachers.openai_compat import OpenAIBackend
 from prompts import load_prompt
@@ -36,6 +36,7 @@ from warehouse.snapshots import ingest, load_passages
 def test_parse_positives_is_strict(answer, size, expected):
     parsed = parse_positives(answer, size)
     assert (parsed.positions, parsed.reason) == expected
+    assert parsed.reason is None or parsed.reason in REJECT_REASONS
 
 
 def test_truncated_judgment_is_rejected():
