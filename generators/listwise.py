@@ -93,7 +93,8 @@ def clean_passage(title: str, text: str, max_tokens: int) -> str:
     """One line of passage text: title and body, cut to ``max_tokens`` whitespace tokens,
     with literal ``[n]`` rewritten to ``(n)`` so it cannot be mistaken for an identifier."""
     words = f"{title}. {text}".strip(" .").split() if title else text.split()
-    return _CITATION.sub(r"(\1)", " ".join(words[:max_tokens]))
+    line = " ".join(words[:max_tokens])
+    return _CITATION.sub(r"(\1)", line) if "[" in line else line  # most passages have no "["
 
 
 def numbered(passage_texts: Sequence[str]) -> str:
@@ -148,6 +149,8 @@ def presentation_orders(docids: tuple[str, ...], samples: int, seed: int, list_i
     """``samples`` presented orders: the retriever order, then seeded shuffles, distinct
     from each other while the list has enough permutations."""
     orders = [docids]
+    if samples <= 1:  # the retriever order only: no shuffle, so no seeded generator to build
+        return orders
     rng = random.Random(f"{seed}:{list_id}")
     possible = math.factorial(len(docids)) if len(docids) < 13 else samples
     while len(orders) < samples:
@@ -203,11 +206,17 @@ def plan_samples(lists: list[CandidateList], passages: dict[str, tuple[str, str]
     The prompt shows the query and the passages only: reference answers never reach it.
     """
     planned = []
+    cleaned: dict[str, str] = {}  # docid -> cleaned text: lists share passages, clean each once
     for candidates in lists:
         top = candidates.docids[: config.ranked_depth]
         if not top:
             continue
-        texts = {d: clean_passage(*passages[d], config.passage_tokens) for d in top}
+        texts = {}
+        for d in top:
+            text = cleaned.get(d)
+            if text is None:
+                text = cleaned[d] = clean_passage(*passages[d], config.passage_tokens)
+            texts[d] = text
         prompter = WindowPrompter(prompt, texts, model, sampling, config.constrained)
         schedule = window_schedule(len(top), config.window, config.step, config.passes)
         for index, order in enumerate(presentation_orders(top, config.samples, seed, candidates.list_id)):

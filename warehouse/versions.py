@@ -98,12 +98,17 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"row value of type {type(value).__name__} cannot be stored: {value!r}")
 
 
+# What json.dumps(value, ensure_ascii=False, default=_jsonable) builds on every call, made once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_jsonable)
+_LINEAGE = frozenset(LINEAGE_FIELDS)
+
+
 def _dumps(value: dict) -> str:
-    return json.dumps(value, ensure_ascii=False, default=_jsonable)
+    return _ENCODER.encode(value)
 
 
 def _split_row(row: dict) -> tuple[dict, dict]:
-    data = {k: v for k, v in row.items() if k not in LINEAGE_FIELDS}
+    data = {k: v for k, v in row.items() if k not in _LINEAGE}
     lineage = {k: row[k] for k in LINEAGE_FIELDS if k in row}
     return data, lineage
 
@@ -114,16 +119,24 @@ def add_rows(warehouse: Warehouse, dataset: str, version: int, kind: str, rows: 
     Raises InputError when the version is not building: a published version never changes.
     """
     _assert_staging(warehouse, dataset, version)
-    split = [_split_row(row) for row in rows]
+    row_ids, qids, domains, datas, lineages = [], [], [], [], []
+    encode = _ENCODER.encode
+    for row in rows:  # one pass: ids, then data and lineage serialised as soon as split
+        row_ids.append(row["row_id"])
+        qids.append(row["qid"])
+        domains.append(row["domain"])
+        data, lineage = _split_row(row)
+        datas.append(encode(data))
+        lineages.append(encode(lineage))
     warehouse.insert_arrow("dataset_rows", pa.table({
         "dataset": [dataset] * len(rows),
         "version": pa.array([version] * len(rows), pa.int32()),
         "kind": [kind] * len(rows),
-        "row_id": [row["row_id"] for row in rows],
-        "qid": [row["qid"] for row in rows],
-        "domain": [row["domain"] for row in rows],
-        "data": [_dumps(data) for data, _ in split],
-        "lineage": [_dumps(lineage) for _, lineage in split],
+        "row_id": row_ids,
+        "qid": qids,
+        "domain": domains,
+        "data": datas,
+        "lineage": lineages,
     }))
 
 

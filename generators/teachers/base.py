@@ -30,6 +30,11 @@ class Sampling(BaseModel):
     seed: int = 0
 
 
+# Serialises call-key payloads exactly as json.dumps(payload, sort_keys=True, ensure_ascii=False),
+# without building a new encoder for every key.
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class Call:
     """One teacher call: the messages, the sampling and which sample of them this is.
@@ -61,7 +66,7 @@ class Call:
         }
         if self.grammar is not None:
             payload["grammar"] = self.grammar
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return hashlib.sha256(_KEY_ENCODER.encode(payload).encode()).hexdigest()
 
     @property
     def seed(self) -> int:
