@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 def shared_data_dir() -> Path:
     """``../shared/data`` beside the checkout, or $SYNTHRANK_DATA."""
     return Path(os.environ.get("SYNTHRANK_DATA", REPO.parent / "shared" / "data"))
+
+
+def read_corpus(shared_data: Path, name: str) -> list[dict]:
+    """The passages of one collection in ../shared/data, as its corpus.jsonl records."""
+    with (shared_data / name / "corpus.jsonl").open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import unicodedata
@@ -24,11 +23,7 @@ from filters.dedup import (
     word_shingles,
 )
 from filters.text import word_ngrams, word_tokens
-
-
-def read_corpus(shared_data: Path, name: str) -> list[dict]:
-    with (shared_data / name / "corpus.jsonl").open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
+from tests.conftest import read_corpus
 
 
 def jaccard(a: str, b: str, shingle_size: int = 3) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,7 @@ from filters.quality import (
     duplicate_line_fraction,
     repeated_ngram_fraction,
 )
-
-
-def read_corpus(shared_data: Path, name: str) -> list[dict]:
-    with (shared_data / name / "corpus.jsonl").open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
+from tests.conftest import read_corpus
 
 
 def test_length_bounds():
