@@ -26,6 +26,7 @@ $(PY):
 # one, say) must never be reused. The check afterwards refuses a build with AMX code paths.
 $(LLAMA_STAMP): | $(PY)
 	rm -f .venv/.llama-*
+	$(PIP) install -q numpy typing-extensions diskcache jinja2
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q --no-cache-dir --force-reinstall \
 	  --no-deps --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)"
 	$(PY) generators/teachers/llama_build.py --expect $(LLAMA_BUILD)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from prefect import flow, task
 
+from flows.prefect_server import prefect_api
 from flows.runners import task_runner
 from flows.shards import encode_in_shards, retrieve_shard
 from flows.spec import BuildSpec, load_spec
@@ -124,9 +125,11 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
 
 
 def run_build(spec_path: str, **parameters) -> dict:
-    """``build_flow`` on the task runner the spec's ``runner`` section asks for."""
+    """``build_flow`` on the task runner the spec's ``runner`` section asks for, against the
+    configured Prefect API or a temporary server that does not outlive this process."""
     runner = task_runner(load_spec(spec_path).runner)
-    return build_flow.with_options(task_runner=runner)(spec_path, **parameters)
+    with prefect_api():
+        return build_flow.with_options(task_runner=runner)(spec_path, **parameters)
 
 
 def prompt_versions(spec: dict) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -89,6 +90,24 @@ def deploy(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     from flows.schedule import deploy_build
 
     out.print(f"deployment {deploy_build(spec, work_pool, cron, name)} registered on {work_pool}")
+
+
+@app.command()
+def doctor(warehouse: str = WarehouseOption) -> None:
+    """Check this machine before a first build: packages, CPU, llama.cpp build, embedded model,
+    embedder, Chromium, Prefect API, warehouse. Exit code 1 when the default build cannot run."""
+    from flows.doctor import run_checks
+
+    _prepare_prefect()
+    checks = run_checks(Path(warehouse))
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    table = Table("check", "status", "found", "fix", title="synthrank doctor")
+    for check in checks:
+        table.add_row(check.name, f"[{styles[check.status]}]{check.status}[/]", escape(check.found),
+                      escape(check.fix))
+    out.print(table)
+    if any(check.status == "fail" for check in checks):
+        raise SystemExit(1)
 
 
 def _wait_for_warehouse(path: Path, wait: float) -> None:
@@ -368,8 +387,14 @@ def _clip(text: str, limit: int | None) -> str:
     return text if limit is None or len(text) <= limit else text[:limit] + " …"
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C does, so a build cleans up (stops what it started) on the way out."""
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 2; nothing half-written."""
+    _exit_on_sigterm()
     try:
         app(standalone_mode=False)
     except (SynthrankError, FileNotFoundError) as exc:
