@@ -89,6 +89,8 @@ def test_exit_codes_are_named():
 
 def test_the_installed_llama_cpp_is_a_portable_build():
     """What `make install` compiled: AVX2, and none of the code paths only some CPUs run."""
+    if list((REPO / ".venv").glob(".llama-*-native")):
+        pytest.skip("this checkout chose a native llama.cpp build (make install LLAMA_BUILD=native)")
     features = compiled_features()
     assert features.get("AVX2") is True
     assert portability_problems(features) == []

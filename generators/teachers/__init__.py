@@ -33,7 +33,8 @@ class TeacherConfig(BaseModel):
     max_in_flight: int = Field(16, ge=1, description="requests in flight at once, over all endpoints")
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
-    timeout_s: float = Field(120.0, gt=0, description="one call, answer included (embedded: longer means hung)")
+    timeout_s: float | None = Field(None, gt=0, description="one call, answer included; default 120 s, "
+                                    "embedded 600 s (a call that takes longer counts as a hung model)")
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(0.5, gt=0, description="first backoff; doubles per attempt")
     endpoint_failures: int = Field(5, ge=1, description="failures in a row that set an endpoint aside")
@@ -79,13 +80,13 @@ def make_backend(config: TeacherConfig) -> TeacherBackend:
         from generators.teachers.embedded import EmbeddedBackend
 
         return EmbeddedBackend(model_path=config.model, n_ctx=config.n_ctx, max_restarts=config.max_restarts,
-                               call_timeout_s=config.timeout_s, server_module=config.embedded_server)
+                               call_timeout_s=config.timeout_s or 600.0, server_module=config.embedded_server)
     if config.backend == "openai":
         from generators.teachers.openai_compat import OpenAIBackend
 
         return OpenAIBackend(
             config.endpoints, config.model, config.api_key(), max_in_flight=config.max_in_flight,
-            timeout_s=config.timeout_s, max_retries=config.max_retries, backoff_s=config.retry_backoff_s,
+            timeout_s=config.timeout_s or 120.0, max_retries=config.max_retries, backoff_s=config.retry_backoff_s,
             requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
             endpoint_failures=config.endpoint_failures, endpoint_cooldown_s=config.endpoint_cooldown_s,
             grammar_style=config.grammar_style)
