@@ -418,7 +418,7 @@ def main() -> None:
         message = _expected_error(exc)
         if message is None or _debug:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print("error: " + " ".join(message.splitlines()), file=sys.stderr)
         sys.exit(2)
 
 
@@ -426,11 +426,12 @@ def _expected_error(exc: Exception) -> str | None:
     """The one-line message for a foreseeable error, or None for a bug (which keeps its traceback)."""
     if isinstance(exc, SynthrankError):
         return str(exc)
-    if isinstance(exc, OSError) and (exc.errno is not None or isinstance(exc, FileNotFoundError)):
+    if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         full = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         return f"{where}{exc.strerror or exc}{full}"
-    if type(exc).__module__.split(".")[0] == "duckdb" and type(exc).__name__ in ("IOException", "OutOfMemoryException"):
+    duckdb = sys.modules.get("duckdb")  # loaded if it raised
+    if duckdb is not None and isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
         return f"the warehouse: {str(exc).strip().splitlines()[0]}"
     return None
 

@@ -131,6 +131,7 @@ def spec_from_dict(raw: dict, base_dir: Path, name: str = "spec") -> BuildSpec:
         raise InputError(f"{name}: " + "; ".join(_describe(error) for error in exc.errors())) from None
     check_name(spec.dataset, f"{name}: dataset")
     check_folder(spec.output_dir, f"{name}: output")
+    spec.dataset_dir  # inside output, also through a symlink (raises otherwise)
     check_folder(spec.warehouse_path.parent, f"{name}: warehouse")
     if spec.warehouse_path.is_dir():
         raise InputError(f"{name}: warehouse: {spec.warehouse_path} is a folder, not a DuckDB file")

@@ -9,6 +9,7 @@ process, and the cases that need a build run one under the session's Prefect har
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+import duckdb
 import pytest
 import yaml
 
@@ -124,6 +126,9 @@ def world(tmp_path_factory) -> Path:
     }
     for name, spec in specs.items():
         write_yaml(root / f"spec-{name}.yaml", spec)
+    (root / "linked-out").mkdir()
+    (root / "linked-out" / "x").symlink_to(root / "src")  # OUT/DATASET leads out of OUT
+    write_yaml(root / "spec-symlink.yaml", {**good, "output": "linked-out"})
     return root
 
 
@@ -135,6 +140,8 @@ ONE_LINE_CASES = [
     ("spec output is a file", ["build", "{w}/spec-output-file.yaml"], "output: {w}/afile.txt is a file, not a folder"),
     ("spec output under a file", ["build", "{w}/spec-output-under-file.yaml"], "afile.txt is a file, not a folder"),
     ("spec warehouse is a folder", ["build", "{w}/spec-warehouse-folder.yaml"], "is a folder, not a DuckDB file"),
+    ("spec output/dataset leads outside", ["build", "{w}/spec-symlink.yaml"],
+     "{w}/linked-out/x: outside {w}/linked-out; synthrank writes only inside it"),
     ("spec unknown field", ["build", "{w}/spec-unknown-field.yaml"], "unknown field 'teacher.temprature'"),
     ("spec window over 20", ["build", "{w}/spec-window.yaml"], "listwise.window: Input should be less than"),
     ("spec k of 0", ["build", "{w}/spec-k.yaml"], "candidates.k: Input should be greater than"),
@@ -299,3 +306,24 @@ def test_builds_that_fail_print_one_line_and_leave_nothing(prefect_harness, tmp_
     with Warehouse.open(tmp_path / "down" / "out" / "synthrank.duckdb", read_only=True) as wh:
         assert [v["status"] for v in list_versions(wh, "teachers")] == ["failed"]
     assert not (tmp_path / "down" / "out" / "teachers").exists()
+
+
+@pytest.mark.parametrize("error, message", [
+    (OSError(errno.ENOSPC, "No space left on device", "/data/out/v3.partial"),
+     "/data/out/v3.partial: No space left on device (the disk is full)"),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/wh.duckdb"), "/data/wh.duckdb: Permission denied"),
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "/data/out"), "/data/out: Is a directory"),
+    (duckdb.IOException('IO Error: Could not write file "wh.duckdb.wal": No space left on device\nmore'),
+     'the warehouse: IO Error: Could not write file "wh.duckdb.wal": No space left on device'),
+])
+def test_os_and_duckdb_errors_become_one_line(error, message):
+    """Conditions this machine cannot produce on demand (a full disk; permissions, as root)."""
+    from flows.cli import _expected_error
+
+    assert _expected_error(error) == message
+
+
+def test_a_bug_keeps_its_traceback():
+    from flows.cli import _expected_error
+
+    assert _expected_error(KeyError("x")) is None
