@@ -180,7 +180,6 @@ def versions(dataset: Optional[str] = typer.Argument(None), warehouse: str = War
              from_exports: Optional[str] = FromExportsOption) -> None:
     """List dataset versions."""
     from warehouse.exported import open_published
-
     from warehouse.versions import version_status
 
     with open_published(warehouse, from_exports) as (store, note):
