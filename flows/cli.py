@@ -51,10 +51,6 @@ def _prepare_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if not _debug:
-        from flows.logs import quiet_expected_tracebacks
-
-        quiet_expected_tracebacks()
 
 
 @app.command()
@@ -86,6 +82,10 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     with discarded_if_unused(parsed.warehouse_path):
         _wait_for_warehouse(parsed.warehouse_path, wait)
         _prepare_prefect()
+        if not _debug:  # the error reaches the user as one line; Prefect's copies stay off the console
+            from flows.logs import quiet_expected_tracebacks
+
+            quiet_expected_tracebacks()
         from flows.build import run_build
 
         summary = run_build(str(spec), wait_seconds=wait)

@@ -1,6 +1,6 @@
 """Test hook: SIGKILL this process at a named step of publishing.
 
-Only the crash tests (tests/test_publish_crash.py) set ``SYNTHRANK_TEST_KILL_AT``, to stop a
+Only the crash tests (tests/test_publish_recovery.py) set ``SYNTHRANK_TEST_KILL_AT``, to stop a
 real build at exactly that step and check that the next build recovers. Unset (always, in
 normal use) :func:`kill_point` does nothing.
 """
