@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from warehouse.errors import SynthrankError
+from warehouse.formats import formats_by_kind
+from warehouse.names import check_name
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Teacher-LLM training data for rerankers and reasoning models.")
@@ -22,6 +25,26 @@ out = Console()
 
 DEFAULT_WAREHOUSE = os.environ.get("SYNTHRANK_WAREHOUSE", "synthrank.duckdb")
 WarehouseOption = typer.Option(DEFAULT_WAREHOUSE, "--warehouse", "-w", help="DuckDB warehouse file.")
+
+
+_debug = False
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from warehouse.versions import code_version
+
+        print(f"synthrank {code_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit."),
+             debug: bool = typer.Option(False, "--debug", help="Show tracebacks (Prefect's included) on errors.")
+             ) -> None:
+    global _debug
+    _debug = debug
 
 
 def _prepare_prefect() -> None:
@@ -36,12 +59,13 @@ def ingest(path: str = typer.Argument(..., help="BEIR folder, query-list .jsonl/
            name: str = typer.Option(..., help="Snapshot name."),
            domain: str = typer.Option(..., help="Domain label, e.g. medicine."),
            hf: bool = typer.Option(False, "--hf", help="PATH is a Hugging Face hub dataset id."),
+           wait: float = typer.Option(0.0, help="Seconds to wait for another process holding the warehouse."),
            warehouse: str = WarehouseOption) -> None:
     """Ingest a source into an immutable, fingerprinted snapshot."""
-    from warehouse.db import Warehouse
+    from warehouse.db import Warehouse, discarded_if_unused
     from warehouse.snapshots import ingest as ingest_source
 
-    with Warehouse.open(warehouse) as wh:
+    with discarded_if_unused(warehouse), Warehouse.open(warehouse, wait_seconds=wait) as wh:
         snapshot, created = ingest_source(wh, path, name, domain, hub=hf)
     state = "created" if created else "already present, nothing written"
     out.print(f"snapshot [bold]{snapshot.snapshot_id}[/] ({state}): {snapshot.n_passages} passages, "
@@ -53,13 +77,19 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
           wait: float = typer.Option(0.0, help="Seconds to wait for another build holding the warehouse.")) -> None:
     """Run a build spec as a Prefect flow and publish a new dataset version."""
     from flows.spec import load_spec
+    from warehouse.db import discarded_if_unused
 
     parsed = load_spec(spec)  # fail fast, before Prefect starts, on a bad spec
-    _wait_for_warehouse(parsed.warehouse_path, wait)
-    _prepare_prefect()
-    from flows.build import run_build
+    with discarded_if_unused(parsed.warehouse_path):
+        _wait_for_warehouse(parsed.warehouse_path, wait)
+        _prepare_prefect()
+        if not _debug:  # the error reaches the user as one line; Prefect's copies stay off the console
+            from flows.logs import quiet_expected_tracebacks
 
-    summary = run_build(str(spec), wait_seconds=wait)
+            quiet_expected_tracebacks()
+        from flows.build import run_build
+
+        summary = run_build(str(spec), wait_seconds=wait)
     _print_summary(summary)
 
 
@@ -120,8 +150,12 @@ def _wait_for_warehouse(path: Path, wait: float) -> None:
 def _print_summary(summary: dict) -> None:
     if summary["outcome"] == "unchanged":
         out.print(f"{summary['dataset']}: inputs unchanged since the latest published version "
-                  f"({summary['inputs']}); nothing published")
+                  f"v{summary['version']} ({summary['inputs']}); nothing published")
+        _print_failed_calls(summary.get("teachers", []))
         return
+    if summary["outcome"] == "resumed":
+        out.print(f"{summary['dataset']} v{summary['version']} was published by a build that stopped while "
+                  "exporting it; its export is now complete (nothing new published)")
     table = Table(title=f"{summary['dataset']} v{summary['version']}", show_header=False)
     for kind, accepted in summary["counts"].items():
         table.add_row(f"{kind} rows accepted / attempted", f"{accepted} / {summary['attempted'][kind]}")
@@ -165,14 +199,19 @@ def versions(dataset: Optional[str] = typer.Argument(None), warehouse: str = War
              from_exports: Optional[str] = FromExportsOption) -> None:
     """List dataset versions."""
     from warehouse.exported import open_published
+    from warehouse.versions import version_status
 
     with open_published(warehouse, from_exports) as (store, note):
-        rows = store.list_versions(dataset)
+        rows = store.list_versions(check_name(dataset, "dataset") if dataset else None)
+        if dataset and not rows:
+            known = sorted({row["dataset"] for row in store.list_versions()})
+            raise SynthrankError(f"no dataset {dataset!r} in {store.where} "
+                                 f"(datasets: {', '.join(known) or 'none yet'})")
     _print_note(note)
     table = Table("dataset", "version", "status", "rows", "rejected", "spec", "published")
     for row in rows:
         manifest = row["manifest"]
-        table.add_row(row["dataset"], str(row["version"]), row["status"],
+        table.add_row(row["dataset"], str(row["version"]), version_status(row),
                       str(sum(manifest.get("counts", {}).values())),
                       str(sum(manifest.get("rejections", {}).values())),
                       row["spec_hash"], str(row["published_at"] or ""))
@@ -224,8 +263,8 @@ def _print_row_summary(row: dict) -> None:
 
 @app.command()
 def export(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
-           format: str = typer.Option(..., "--format", "-f",
-                                      help="e.g. reasonrank-sft, verl, rankzephyr, hf, parquet, chat"),
+           format: str = typer.Option(..., "--format", "-f", help="Format; per kind: " + "; ".join(
+               f"{kind}: {', '.join(formats)}" for kind, formats in formats_by_kind().items())),
            out_dir: Path = typer.Option(..., "--out", help="Folder to write into."),
            kind: str = typer.Option("listwise", help="Dataset kind."),
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
@@ -380,7 +419,7 @@ def parse_target(target: str) -> tuple[str, int | None]:
     name, _, number = target.partition("@")
     if number and not number.isdigit():
         raise SynthrankError(f"{target!r}: expected DATASET or DATASET@N")
-    return name, int(number) if number else None
+    return check_name(name, "dataset"), int(number) if number else None
 
 
 def _clip(text: str, limit: int | None) -> str:
@@ -393,24 +432,32 @@ def _exit_on_sigterm() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors print one clear line and exit 2; nothing half-written."""
+    """Entry point: a foreseeable problem (bad input, a file in the way, a locked or unreadable
+    warehouse, a full disk) prints one line ``error: ...`` and exits 2, nothing half-written.
+    Usage errors are click's (usage and the error, exit 2). ``--debug`` shows tracebacks."""
     _exit_on_sigterm()
     try:
-        app(standalone_mode=False)
-    except (SynthrankError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        app(prog_name="synthrank")  # standalone: click prints usage errors and exits; others come here
+    except Exception as exc:
+        message = _expected_error(exc)
+        if message is None or _debug:
+            raise
+        print("error: " + " ".join(message.splitlines()), file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+def _expected_error(exc: Exception) -> str | None:
+    """The one-line message for a foreseeable error, or None for a bug (which keeps its traceback)."""
+    if isinstance(exc, SynthrankError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        full = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return f"{where}{exc.strerror or exc}{full}"
+    duckdb = sys.modules.get("duckdb")  # loaded if it raised
+    if duckdb is not None and isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+        return f"the warehouse: {str(exc).strip().splitlines()[0]}"
+    return None
 
 
 if __name__ == "__main__":

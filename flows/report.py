@@ -27,6 +27,7 @@ from flows.report_plots import bars_png, grouped_bars_png, histogram_png, positi
 from warehouse.audit import AuditData, load_audit_data, load_passage_texts
 from warehouse.db import Warehouse
 from warehouse.errors import WarehouseLocked
+from warehouse.names import check_folder
 
 NDCG_K = 10
 RECALL_K = 5
@@ -947,7 +948,7 @@ def write_audit(warehouse_path: str | Path, dataset: str, version: int | None, o
         main.sections.insert(-1, comparison_section(main, other))
     stem = f"{main.data.dataset}-v{main.data.version}" + (
         f"-vs-{other.data.dataset}-v{other.data.version}" if other else "")
-    out = Path(out_dir)
+    out = check_folder(out_dir, "audit folder")
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(main, other)
     html_path, md_path = out / f"{stem}.html", out / f"{stem}.md"

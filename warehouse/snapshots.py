@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from warehouse.db import Warehouse
 from warehouse.errors import InputError
+from warehouse.names import check_name
 from warehouse.sources import SourceData, read_source
 
 
@@ -47,11 +48,10 @@ def ingest(warehouse: Warehouse, source: str | Path, name: str, domain: str,
     Ingesting identical content under the same name and domain returns the existing snapshot
     and writes nothing. Any invalid record raises before anything is written.
     """
-    if not name.strip() or not domain.strip():
-        raise InputError("ingest: --name and --domain must be non-empty")
+    check_name(name, "snapshot name")
+    if not domain.strip():
+        raise InputError("ingest: the domain must be non-empty")
     data = read_source(source, hub=hub)
-    if not data.passages or not data.queries:
-        raise InputError(f"{source}: no passages or no queries found")
     snapshot_id = fingerprint(name, domain, data)
     existing = find_snapshot(warehouse, snapshot_id)
     if existing is not None:

@@ -93,12 +93,16 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{path}: row {number}", record
 
 
-def _iter_table(folder: Path, stem: str) -> Iterator[tuple[str, dict[str, Any]]] | None:
-    if (folder / f"{stem}.jsonl").is_file():
-        return _iter_jsonl(folder / f"{stem}.jsonl")
-    if (folder / f"{stem}.parquet").is_file():
-        return _iter_parquet(folder / f"{stem}.parquet")
+def _table_file(folder: Path, stem: str) -> Path | None:
+    """``folder/stem.jsonl`` or ``folder/stem.parquet``, whichever exists."""
+    for path in (folder / f"{stem}.jsonl", folder / f"{stem}.parquet"):
+        if path.is_file():
+            return path
     return None
+
+
+def _iter_table(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    return _iter_jsonl(path) if path.suffix == ".jsonl" else _iter_parquet(path)
 
 
 # --- field validation ---------------------------------------------------------------
@@ -162,23 +166,30 @@ def _add_qrel(data: SourceData, where: str, split: str, qid: str, docid: str, gr
     data.qrels[(split, qid, docid)] = grade
 
 
+def _require(found: dict, where: str, what: str) -> None:
+    if not found:
+        raise InputError(f"{where}: no {what} (the table is empty)")
+
+
 # --- layouts ------------------------------------------------------------------------
 
 
 def _read_beir_folder(folder: Path) -> SourceData:
-    corpus, queries = _iter_table(folder, "corpus"), _iter_table(folder, "queries")
+    corpus, queries = _table_file(folder, "corpus"), _table_file(folder, "queries")
     if corpus is None or queries is None:
         raise InputError(
             f"{folder}: not a BEIR folder (needs corpus.jsonl|parquet and queries.jsonl|parquet)"
         )
     data = SourceData(kind="beir")
-    for where, record in corpus:
+    for where, record in _iter_table(corpus):
         docid = _record_id(where, record)
         _add_passage(data, where, docid, _text_field(where, record, "title", False),
                      _text_field(where, record, "text"))
-    for where, record in queries:
+    _require(data.passages, str(corpus), "passages")
+    for where, record in _iter_table(queries):
         _add_query(data, where, _record_id(where, record), _text_field(where, record, "text"),
                    _answers_field(where, record))
+    _require(data.queries, str(queries), "queries")
     for qrels_file in sorted((folder / "qrels").glob("*.tsv")):
         for where, qid, docid, grade in _iter_qrels_tsv(qrels_file):
             _add_qrel(data, where, qrels_file.stem, qid, docid, grade)
@@ -228,8 +239,7 @@ def _read_query_list(records: Iterable[tuple[str, dict[str, Any]]], name: str) -
                 raise InputError(f"{spot}: field 'relevance' must be an integer")
             if relevance > 0:
                 _add_qrel(data, spot, "test", qid, docid, relevance)
-    if not data.queries:
-        raise InputError(f"{name}: no records")
+    _require(data.queries, name, "records")
     return data
 
 
@@ -266,10 +276,12 @@ def _hf_parts_to_source(name: str, corpus, queries, qrels) -> SourceData:
         where = f"{name}: corpus row {number}"
         _add_passage(data, where, _record_id(where, record), _text_field(where, record, "title", False),
                      _text_field(where, record, "text"))
+    _require(data.passages, f"{name}: corpus", "passages")
     for number, record in enumerate(queries, start=1):
         where = f"{name}: queries row {number}"
         _add_query(data, where, _record_id(where, record), _text_field(where, record, "text"),
                    _answers_field(where, record))
+    _require(data.queries, f"{name}: queries", "queries")
     for number, record in enumerate(qrels or [], start=1):
         where = f"{name}: qrels row {number}"
         try:
