@@ -21,6 +21,7 @@ from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
 from generators.candidates import retrieval_inputs
+from generators.review import apply_human_judgments
 from prompts import load_prompt
 from warehouse.candidates import has_candidates, store_candidates
 from warehouse.exports import publish_exports
@@ -111,6 +112,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
                 stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
             manifest["timings"]["stage_seconds"] = stage_seconds
+            if spec.review.override:
+                manifest["human_review"] = human_review(spec, version)
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")
@@ -121,6 +124,12 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
     return {**manifest, "dataset": spec.dataset, "outcome": "published", "version": version,
             "inputs": inputs, "outputs": outputs, "warehouse": str(spec.warehouse_path),
             "wall_seconds": round(time.perf_counter() - started, 2)}
+
+
+def human_review(spec: BuildSpec, version: int) -> dict:
+    """People's judgments (``synthrank review pull``) override the teacher's labels in the
+    staged version; what changed goes in the manifest (see generators/review.py)."""
+    return apply_human_judgments(warehouse_cursor(spec.warehouse_path), spec.dataset, version, spec.kinds)
 
 
 def run_build(spec_path: str, **parameters) -> dict:
