@@ -148,9 +148,10 @@ def pull_review(warehouse_path: str | Path, dataset: str, version: int | None, c
 def _project_judgments(warehouse: Warehouse, client: LabelStudio, dataset: str, version: int, kind: str,
                        project_id: int, users: dict[int, str], report: PullReport) -> list[dict]:
     tasks = client.tasks(project_id)
+    on_server = {task["id"] for task in tasks}
     known_rows = _version_row_ids(warehouse, dataset, version, kind)
     for task_id, pushed in sorted(pushed_tasks(warehouse, client.url, project_id).items()):
-        if task_id not in {task["id"] for task in tasks}:
+        if task_id not in on_server:
             report.skipped.append(f"{kind} task {task_id} (row {pushed['row_id']}{_item_text(pushed['item'])}) "
                                   "was deleted on the server; judgments pulled from it before are kept")
     judgments = []

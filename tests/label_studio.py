@@ -11,9 +11,12 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,8 +41,6 @@ def label_studio_executable() -> str | None:
 
 
 def wait_for_api(url: str, token: str, process: subprocess.Popen, timeout_s: float) -> None:
-    import time
-
     deadline = time.monotonic() + timeout_s
     request = urllib.request.Request(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"})
     while time.monotonic() < deadline:
@@ -53,14 +54,9 @@ def wait_for_api(url: str, token: str, process: subprocess.Popen, timeout_s: flo
     raise TimeoutError(f"Label Studio at {url} did not serve its API within {timeout_s} s")
 
 
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
-    """A running Label Studio; the API token is in ``$SYNTHRANK_TEST_LS_TOKEN`` while it runs."""
-    executable = label_studio_executable()
-    if executable is None:
-        pytest.skip("Label Studio is not installed: `make .venv-review/.installed` installs it into "
-                    ".venv-review (or set $SYNTHRANK_LABEL_STUDIO to a label-studio executable)")
-    data_dir = tmp_path_factory.mktemp("label-studio")
+@contextmanager
+def running_label_studio(executable: str, data_dir: Path, timeout_s: float = 300) -> Iterator[LabelStudioServer]:
+    """``label-studio start`` on a free loopback port with a fresh user and token, stopped on exit."""
     token, port = "synthrank-test-" + os.urandom(8).hex(), free_port()
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "LABEL_STUDIO_USERNAME": USER,
            "LABEL_STUDIO_PASSWORD": "synthrank-test-password", "LABEL_STUDIO_USER_TOKEN": token,
@@ -71,15 +67,28 @@ def label_studio(tmp_path_factory):
                                     "--internal-host", "127.0.0.1"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True, cwd=data_dir)
     url = f"http://127.0.0.1:{port}"
-    os.environ[TOKEN_ENV] = token
     try:
-        wait_for_api(url, token, process, timeout_s=300)
+        wait_for_api(url, token, process, timeout_s)
         yield LabelStudioServer(url, token, TOKEN_ENV, data_dir)
     finally:
-        os.environ.pop(TOKEN_ENV, None)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory) -> Iterator[LabelStudioServer]:
+    """A running Label Studio; the API token is in ``$SYNTHRANK_TEST_LS_TOKEN`` while it runs."""
+    executable = label_studio_executable()
+    if executable is None:
+        pytest.skip("Label Studio is not installed: `make .venv-review/.installed` installs it into "
+                    ".venv-review (or set $SYNTHRANK_LABEL_STUDIO to a label-studio executable)")
+    with running_label_studio(executable, tmp_path_factory.mktemp("label-studio")) as server:
+        os.environ[TOKEN_ENV] = server.token
+        try:
+            yield server
+        finally:
+            os.environ.pop(TOKEN_ENV, None)

@@ -83,6 +83,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_disputed_labels_go_to_people_and_come_back_as_a_new_version(
         prefect_harness, shared_data, label_studio, tmp_path, capfd):  # noqa: F811
     from flows.build import build_flow
+    from flows.report import write_audit
 
     with FakeTeacher(mode="identity") as teacher:
         first = build_flow(str(write_spec(tmp_path, shared_data / "cisi", teacher.base_url, override=False)))
@@ -180,6 +181,11 @@ def test_disputed_labels_go_to_people_and_come_back_as_a_new_version(
     assert label_studio.token not in cli.stdout + cli.stderr
     shown = run_cli("diff", f"{dataset}@1", "@2", "-w", warehouse_path)
     assert "changed rows carry labels people set" in shown.stdout, shown.stderr
+    audit = run_cli("review", "audit", f"{dataset}@1", "-w", warehouse_path)
+    assert audit.returncode == 0 and "error rate (sample)" in audit.stdout, audit.stderr
+
+    report = write_audit(warehouse_path, dataset, 1, tmp_path / "audit")
+    assert "Against people" in report.markdown_text and "candidate label agreement" in report.markdown_text
 
 
 def test_bad_server_input_gives_clear_errors_and_stores_nothing(label_studio, tmp_path):  # noqa: F811

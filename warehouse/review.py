@@ -26,6 +26,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
+
 from warehouse.db import Warehouse
 from warehouse.errors import InputError
 from warehouse.versions import add_rejections, add_rows
@@ -41,13 +43,13 @@ WITH review_rows AS (
     SELECT kind, row_id, qid, domain, 'accepted' AS status, NULL AS stage, NULL AS reason, data, lineage
     FROM dataset_rows WHERE dataset = $dataset AND version = $version AND kind IN ('listwise', 'mixed_cot')
     UNION ALL
-    SELECT kind, row_id, qid, domain, 'rejected', stage, reason, data, lineage
+    SELECT kind, row_id, data->>'qid', data->>'domain', 'rejected', stage, reason, data, lineage
     FROM rejections WHERE dataset = $dataset AND version = $version AND kind IN ('listwise', 'mixed_cot')
 ), negative_rows AS (
     SELECT row_id, qid, domain, 'accepted' AS status, NULL AS stage, NULL AS reason, data, lineage
     FROM dataset_rows WHERE dataset = $dataset AND version = $version AND kind = 'negatives'
     UNION ALL
-    SELECT row_id, qid, domain, 'rejected', stage, reason, data, lineage
+    SELECT row_id, data->>'qid', data->>'domain', 'rejected', stage, reason, data, lineage
     FROM rejections WHERE dataset = $dataset AND version = $version AND kind = 'negatives'
 ), review_items AS (
     SELECT kind, row_id, '' AS item, qid, domain, status, stage, reason, data, lineage, NULL::JSON AS negative
@@ -132,8 +134,6 @@ def judged_items(warehouse: Warehouse, dataset: str, version: int, keys: set[tup
 
 def _load_items(warehouse: Warehouse, dataset: str, version: int, predicate: str, kinds: list[str],
                 params: dict | None = None) -> list[Item]:
-    import duckdb
-
     try:
         rows = warehouse.con.execute(_ITEMS_SQL.format(predicate=predicate),
                                      {"dataset": dataset, "version": version, **(params or {})}).fetchall()
