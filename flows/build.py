@@ -25,6 +25,7 @@ from generators.review import apply_human_judgments
 from prompts import load_prompt
 from warehouse.candidates import has_candidates, store_candidates
 from warehouse.exports import publish_exports
+from warehouse.review import judgments_fingerprint
 from warehouse.runs import inputs_fingerprint, last_published_inputs, record_run
 from warehouse.snapshots import ingest, latest_snapshot
 from warehouse.versions import begin_version, fail_version, publish_version, spec_hash
@@ -96,6 +97,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
         snapshot_ids = ingest_sources(spec_path)
         recorded_spec = spec.model_dump(mode="json")
         used = prompt_versions({kind: recorded_spec.get(kind) for kind in spec.kinds})
+        if spec.review.override:  # new human judgments are a changed input
+            used["human_judgments"] = judgments_fingerprint(warehouse, spec.dataset)
         inputs = inputs_fingerprint(snapshot_ids, spec_hash(recorded_spec), used)
         if (only_if_changed and spec.publish == "if_changed"
                 and inputs == last_published_inputs(warehouse, spec.dataset)):

@@ -14,9 +14,10 @@ from tests.review_support import mixed_cot_row, publish_review_version
 from warehouse.db import Warehouse
 from warehouse.diff import diff_rows
 from warehouse.errors import InputError
-from warehouse.review import (Item, judged_items, latest_judgments, select_items, store_judgments)
+from warehouse.review import (Item, judged_items, judgments_fingerprint, latest_judgments, select_items,
+                              store_judgments)
 from warehouse.review_audit import human_agreement, wilson_interval
-from warehouse.versions import begin_version, add_rows, load_rows, publish_version
+from warehouse.versions import add_rows, begin_version, load_rows, publish_version
 
 
 @pytest.fixture
@@ -123,10 +124,14 @@ def test_storing_judgments_twice_changes_nothing_and_an_edited_annotation_replac
     row = made["listwise"][0]
     item = items[("listwise", row["row_id"], "")]
     first = [judgment(item, {"relevant": [row["initial_list"][1]], "ranking": []}, 1)]
+    before = judgments_fingerprint(warehouse, "rev")
     assert store_judgments(warehouse, first) == {"added": 1, "updated": 0, "unchanged": 0}
+    stored = judgments_fingerprint(warehouse, "rev")
     assert store_judgments(warehouse, first) == {"added": 0, "updated": 0, "unchanged": 1}
+    assert before != stored == judgments_fingerprint(warehouse, "rev")  # a scheduled build's input
     edited = [judgment(item, {"relevant": [], "ranking": []}, 1, when="2026-01-02T10:00:00")]
     assert store_judgments(warehouse, edited) == {"added": 0, "updated": 1, "unchanged": 0}
+    assert judgments_fingerprint(warehouse, "rev") != stored
     stored = latest_judgments(warehouse, "rev")
     assert len(stored) == 1 and stored[("listwise", row["row_id"], "")]["judgment"] == {"relevant": [], "ranking": []}
 

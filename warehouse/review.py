@@ -259,6 +259,14 @@ def latest_judgments(warehouse: Warehouse, dataset: str) -> dict[tuple[str, str,
     return judgments
 
 
+def judgments_fingerprint(warehouse: Warehouse, dataset: str) -> str:
+    """A fingerprint of every human judgment of ``dataset`` (a scheduled build's input)."""
+    return warehouse.fetch_one(
+        "SELECT coalesce(md5(string_agg(server || ':' || project_id || ':' || annotation_id || ':' || "
+        "annotated_at, ',' ORDER BY server, project_id, annotation_id)), '') FROM human_judgments "
+        "WHERE dataset = ?", [dataset])[0]
+
+
 def judgments_of_version(warehouse: Warehouse, dataset: str, version: int) -> list[dict]:
     """Every human judgment made on ``dataset@version`` (one per annotation), oldest first (none
     in a warehouse written before review existed and opened read-only)."""
