@@ -95,7 +95,7 @@ class LabelStudio:
         if token.count(".") != 2:  # a legacy API token
             return f"Token {token}"
         self._authorization = ""
-        access = self._request("POST", "/api/token/refresh", {"refresh": token}, auth=False)["access"]
+        access = self._request("POST", "/api/token/refresh/", {"refresh": token}, auth=False)["access"]
         return f"Bearer {access}"
 
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:

@@ -66,13 +66,15 @@ def verdict_result(verdict: str) -> list[dict]:
     return [{"from_name": "relevance", "to_name": "candidate", "type": "choices", "value": {"choices": [verdict]}}]
 
 
-def raw_call(server, method: str, path: str, body=None) -> None:
+def raw_call(server, method: str, path: str, body=None):
     """What a person does in the Label Studio UI that synthrank's client never does."""
     request = urllib.request.Request(server.url + path, method=method,
                                      data=None if body is None else json.dumps(body).encode(),
                                      headers={"Authorization": f"Token {server.token}",
                                               "Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=30).read()
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read()
+    return json.loads(text) if text else None
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -165,7 +167,8 @@ def test_disputed_labels_go_to_people_and_come_back_as_a_new_version(
     assert len(diff["negatives"].human_changed) == review["kinds"]["negatives"]["rows_changed"]
 
     assert figures[("listwise", "error rate (sample)")].n == 2
-    assert figures[("negatives", "candidate label agreement")].n == len(negative_tasks)
+    confirmed = figures[("negatives", "suspects people found relevant")]
+    assert (confirmed.hits, confirmed.n) == (1, len(negative_tasks))
 
     # the token reached the server and nowhere else
     written = [p for p in Path(first["warehouse"]).parent.rglob("*") if p.is_file()]
@@ -217,3 +220,9 @@ def test_bad_server_input_gives_clear_errors_and_stores_nothing(label_studio, tm
         push_review(warehouse_path, "bad", 1, "disputed", client)
     with Warehouse.open(warehouse_path, read_only=True) as warehouse:
         assert warehouse.fetch_one("SELECT count(*) FROM human_judgments")[0] == 0
+
+
+def test_a_personal_access_token_is_exchanged_for_an_access_token(label_studio):  # noqa: F811
+    personal = raw_call(label_studio, "POST", "/api/token/")["token"]
+    assert personal.count(".") == 2  # a JWT refresh token, not the legacy key
+    assert LabelStudio(label_studio.url, personal).whoami()["email"] == USER

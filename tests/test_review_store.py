@@ -220,6 +220,8 @@ def test_agreement_figures_have_sample_sizes_and_wilson_intervals(published):
     assert (agreement.hits, agreement.n) == (1, 4)  # the unjudged suspect has no teacher label
     error = figures[("negatives", "error rate (sample)")]
     assert (error.hits, error.n) == (3, 4)
+    suspects = figures[("negatives", "suspects people found relevant")]
+    assert (suspects.hits, suspects.n) == (3, 3)  # n0-1, n0-2, n1-1
     assert error.interval == wilson_interval(3, 4) and error.interval[0] < 0.75 < error.interval[1]
     assert not any(kind == "listwise" for kind, _ in figures)
 

@@ -7,7 +7,8 @@ Per kind, over the latest judgment of each item:
   passage shown) and the top passage (the teacher's first against the people's first, where
   they ranked one);
 - negatives: the candidate's label (the judge's verdict; an unjudged hard negative counts as
-  "not relevant", an unjudged suspect is left out) against the people's verdict;
+  "not relevant", an unjudged suspect is left out) against the people's verdict, and how many
+  suspected false negatives people found relevant (how right setting them aside was);
 - mixed_cot: the answer check (``answer_correct``) against the people's correct / incorrect,
   and how many accepted traces people found acceptable overall.
 
@@ -110,7 +111,10 @@ def _negatives(pairs: list[tuple[Item, dict]]) -> list[Figure]:
                 if teacher_verdict(i.negative) is not None]
     sampled = [(teacher_verdict(i.negative), r["judgment"]["verdict"]) for i, r in _sampled(pairs)
                if teacher_verdict(i.negative) is not None]
+    suspects = [r["judgment"]["verdict"] for i, r in pairs if i.negative.get("status") == "suspected_false_negative"]
     return [Figure("negatives", "candidate label agreement", sum(t == h for t, h in labelled), len(labelled),
+                   "candidates"),
+            Figure("negatives", "suspects people found relevant", suspects.count("relevant"), len(suspects),
                    "candidates"),
             Figure("negatives", "error rate (sample)", sum(t != h for t, h in sampled), len(sampled), "candidates")]
 
