@@ -61,6 +61,7 @@ def running_label_studio(executable: str, data_dir: Path, timeout_s: float = 300
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "LABEL_STUDIO_USERNAME": USER,
            "LABEL_STUDIO_PASSWORD": "synthrank-test-password", "LABEL_STUDIO_USER_TOKEN": token,
            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LATEST_VERSION_CHECK": "false",
+           "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",  # offline: no version check, no error reports
            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true"}
     with (data_dir / "server.log").open("wb") as log:
         process = subprocess.Popen([executable, "start", "--no-browser", "--port", str(port),
