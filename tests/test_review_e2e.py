@@ -82,6 +82,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
 
 
+@pytest.mark.timeout(1800)  # two builds and a Label Studio start: ~16 min on 2 cores shared with 6 other jobs
 def test_disputed_labels_go_to_people_and_come_back_as_a_new_version(
         prefect_harness, shared_data, label_studio, tmp_path, capfd):  # noqa: F811
     from flows.build import build_flow
