@@ -74,7 +74,6 @@ class Item:
     status: str  # accepted | rejected
     row: dict  # data and lineage merged
     negative: dict | None = None
-    reason: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -142,11 +141,11 @@ def _load_items(warehouse: Warehouse, dataset: str, version: int, predicate: str
                          f"(kind, row_id, item, qid, domain, status, stage, reason, data, lineage, negative): "
                          f"{str(exc).splitlines()[0]}") from None
     items: dict[tuple, Item] = {}
-    for kind, row_id, item, _, _, status, _, reason, data, lineage, negative in rows:
-        if kind in kinds:  # a row rejected by several stages is one item; the first reason stands
+    for kind, row_id, item, _, _, status, _, _, data, lineage, negative in rows:
+        if kind in kinds:  # a row rejected by several stages is one item
             items.setdefault((kind, row_id, item), Item(
                 kind, row_id, item, status, {**json.loads(data), **json.loads(lineage)},
-                json.loads(negative) if negative else None, reason))
+                json.loads(negative) if negative else None))
     return list(items.values())
 
 
