@@ -23,10 +23,12 @@ from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
 from generators.candidates import retrieval_inputs
+from generators.review import apply_human_judgments
 from prompts import load_prompt
 from warehouse.candidates import has_candidates, store_candidates
 from warehouse.errors import SynthrankError
 from warehouse.exports import complete_exports, export_files, publish_exports
+from warehouse.review import judgments_fingerprint
 from warehouse.runs import inputs_fingerprint, record_run
 from warehouse.snapshots import ingest, latest_snapshot
 from warehouse.testhooks import kill_point
@@ -104,6 +106,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
         snapshot_ids = ingest_sources(spec_path)
         recorded_spec = spec.model_dump(mode="json")
         used = prompt_versions({kind: recorded_spec.get(kind) for kind in spec.kinds})
+        if spec.review.override:  # new human judgments are a changed input
+            used["human_judgments"] = judgments_fingerprint(warehouse, spec.dataset)
         inputs = inputs_fingerprint(snapshot_ids, spec_hash(recorded_spec), used)
         base = {"dataset": spec.dataset, "inputs": inputs, "warehouse": str(spec.warehouse_path)}
         completed = complete_exports(warehouse, spec.dataset, spec.dataset_dir)
@@ -130,6 +134,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
             manifest["timings"]["stage_seconds"] = stage_seconds
             check_failed_share(spec, manifest)
+            if spec.review.override:
+                manifest["human_review"] = human_review(spec, version)
             if scheduled and same_inputs and same_rows(warehouse, spec.dataset, version, latest):
                 discard_version(warehouse, spec.dataset, version)
                 record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs,
@@ -178,6 +184,12 @@ def outcome_state(summary: dict) -> State:
             name, message = "Incomplete", (f"{done} {where}, incomplete: {failed} teacher calls failed; "
                                            "the next run retries them")
     return Completed(name=name, message=message, data=summary)
+
+
+def human_review(spec: BuildSpec, version: int) -> dict:
+    """People's judgments (``synthrank review pull``) override the teacher's labels in the
+    staged version; what changed goes in the manifest (see generators/review.py)."""
+    return apply_human_judgments(warehouse_cursor(spec.warehouse_path), spec.dataset, version, spec.kinds)
 
 
 def run_build(spec_path: str, **parameters) -> dict:

@@ -386,6 +386,8 @@ def _print_diff(result) -> None:
         if s["now_rejected"] or s["now_accepted"]:
             out.print(f"{kind.kind}: {s['now_rejected']} removed rows were rejected in @{result.version_b}; "
                       f"{s['now_accepted']} added rows had been rejected in @{result.version_a}")
+        if s["human_changed"]:
+            out.print(f"{kind.kind}: {s['human_changed']} changed rows carry labels people set (human_labels)")
         if kind.fields_changed:
             out.print(f"{kind.kind}: fields changed: " + ", ".join(f"{k} {n}" for k, n in kind.fields_changed.items()))
         for example in kind.examples:
@@ -412,6 +414,85 @@ def audit(target: str = typer.Argument(..., help="DATASET or DATASET@N (default:
     out.print(table)
     out.print(f"report: {files.html}", soft_wrap=True)
     out.print(f"summary: {files.markdown}", soft_wrap=True)
+
+
+# --- human review in Label Studio (synthrank review push / pull / audit) ---------------------
+
+review_app = typer.Typer(no_args_is_help=True, help="Human review of disputed labels in Label Studio.")
+app.add_typer(review_app, name="review")
+
+TokenEnvOption = typer.Option("LABEL_STUDIO_API_KEY", "--token-env", metavar="NAME",
+                              help="Environment variable holding the Label Studio API token (the token itself "
+                                   "is never stored or printed).")
+
+
+def _label_studio(url: str, token_env: str):
+    """A client for the server at ``url`` with the token from ``$token_env``."""
+    from generators.labelstudio import LabelStudio
+
+    token = os.environ.get(token_env, "").strip()
+    if not token:
+        raise SynthrankError(f"${token_env} is not set: export the API token of your Label Studio user "
+                             "(Account & Settings, or LABEL_STUDIO_USER_TOKEN when the server was started) "
+                             "under that name, or name another variable with --token-env")
+    return LabelStudio(url, token, token_name=f"the token in ${token_env}")
+
+
+@review_app.command("push")
+def review_push(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+                select: str = typer.Option(..., "--select", help="disputed | rejected | suspected_false_negatives | "
+                                           "sample:N | a SQL predicate over the review items"),
+                to: str = typer.Option(..., "--to", help="Label Studio URL, e.g. http://127.0.0.1:8080"),
+                kind: Optional[list[str]] = typer.Option(None, "--kind", help="Only these kinds (repeatable)."),
+                seed: int = typer.Option(0, help="Seed of sample:N."),
+                token_env: str = TokenEnvOption,
+                warehouse: str = WarehouseOption) -> None:
+    """Create or update a Label Studio project per kind with a task per selected item."""
+    from generators.review import push_review
+
+    dataset, version = parse_target(target)
+    report = push_review(warehouse, dataset, version, select, _label_studio(to, token_env), kind, seed)
+    if not report.projects:
+        out.print(f"the selection {select!r} holds no item of {target} to review; nothing pushed")
+    table = Table("kind", "project", "tasks added", "already there", title=f"review push {target} · {select}")
+    for name, project in report.projects.items():
+        table.add_row(name, project["url"] + (" (new)" if project["created"] else ""), str(project["added"]),
+                      str(project["already_present"]))
+    out.print(table)
+
+
+@review_app.command("pull")
+def review_pull(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+                source: str = typer.Option(..., "--from", help="Label Studio URL the version was pushed to."),
+                token_env: str = TokenEnvOption,
+                wait: float = typer.Option(0.0, help="Seconds to wait for a build holding the warehouse."),
+                warehouse: str = WarehouseOption) -> None:
+    """Store the annotations of the version's review projects as human judgments (idempotent)."""
+    from generators.review import pull_review
+
+    dataset, version = parse_target(target)
+    report = pull_review(warehouse, dataset, version, _label_studio(source, token_env), wait)
+    out.print(f"judgments of {target}: {report.counts['added']} added, {report.counts['updated']} updated, "
+              f"{report.counts['unchanged']} unchanged (projects {report.projects})")
+    for reason in report.skipped:
+        out.print(f"[yellow]skipped:[/] {escape(reason)}", soft_wrap=True)
+
+
+@review_app.command("audit")
+def review_audit(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+                 warehouse: str = WarehouseOption) -> None:
+    """Teacher-vs-human agreement per kind, and error rates from sample:N selections."""
+    from warehouse.db import Warehouse
+    from warehouse.review_audit import human_agreement
+    from warehouse.versions import resolve_version
+
+    dataset, version = parse_target(target)
+    with Warehouse.open(warehouse, read_only=True) as wh:
+        figures = human_agreement(wh, dataset, resolve_version(wh, dataset, version))
+    table = Table("kind", "figure", "value", "95% interval", "n", title=f"teacher vs. human · {target}")
+    for figure in figures:
+        table.add_row(figure.kind, figure.name, figure.value_text, figure.interval_text, str(figure.n))
+    out.print(table if figures else f"no human judgments of {target} yet: run `synthrank review pull`")
 
 
 def parse_target(target: str) -> tuple[str, int | None]:

@@ -941,9 +941,12 @@ def write_audit(warehouse_path: str | Path, dataset: str, version: int | None, o
     except WarehouseLocked as exc:
         raise WarehouseLocked(f"{str(exc).rstrip('.')}. The audit reads qrels, rejected rows and teacher calls, which only the "
                               "warehouse holds, so it cannot fall back to the exports", exc.holder) from None
+    from flows.review_report import human_review_section  # it builds on this module's Section
+
     with warehouse:
         main = compute_audit(load_for_audit(warehouse, dataset, version))
         other = compute_audit(load_for_audit(warehouse, *against)) if against else None
+        main.sections.insert(-1, human_review_section(warehouse, main.data.dataset, main.data.version))
     if other is not None:
         main.sections.insert(-1, comparison_section(main, other))
     stem = f"{main.data.dataset}-v{main.data.version}" + (

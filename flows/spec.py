@@ -48,6 +48,15 @@ class Pricing(BaseModel):
     completion_usd_per_mtok: float = Field(0.0, ge=0)
 
 
+class ReviewSpec(BaseModel):
+    """Human review (``synthrank review``): with ``override: true`` the latest human judgment of
+    each item, pulled from Label Studio, overrides the teacher's label in this build."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    override: bool = False
+
+
 class BuildSpec(BaseModel):
     """Everything a build needs; ``synthrank build SPEC`` runs it."""
 
@@ -76,6 +85,7 @@ class BuildSpec(BaseModel):
     filters: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="per kind, a filter chain: [{name: ..., <parameter>: ...}]")
     runner: RunnerConfig = RunnerConfig()
+    review: ReviewSpec = ReviewSpec()
 
     base_dir: Path = Field(Path("."), exclude=True)
 

@@ -22,7 +22,8 @@ from warehouse.errors import InputError
 
 # Row fields that say how a row was made; stored apart from the row's data.
 LINEAGE_FIELDS = ("snapshot_id", "teacher_model", "teacher_backend", "prompt_name",
-                  "prompt_version", "sampling", "call_keys", "filter_verdicts", "positives_lineage")
+                  "prompt_version", "sampling", "call_keys", "filter_verdicts", "positives_lineage",
+                  "human_labels")
 
 _ROW_TABLES = ("dataset_rows", "rejections")
 _CALL_COLUMNS = ("call_key", "model", "backend", "sample_index", "request", "status", "content",
