@@ -10,10 +10,8 @@ own if the build process is killed, so no server outlives its build.
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from generators.supervised import GuardedChild, free_loopback_port, wait_until
@@ -28,11 +26,10 @@ class TemporaryPrefectServer:
     def __init__(self, startup_timeout_s: float):
         self.port = free_loopback_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
-        log = Path(tempfile.mkstemp(prefix="synthrank-prefect-", suffix=".log")[1])
         self.child = GuardedChild(
             "uvicorn", ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                         "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-            log_path=log, env=_SERVER_ENV)
+            log_prefix="synthrank-prefect-", env=_SERVER_ENV)
         wait_until(self._healthy, self.child, startup_timeout_s, "the temporary Prefect server")
 
     def _healthy(self) -> bool:
@@ -44,8 +41,6 @@ class TemporaryPrefectServer:
 
     def stop(self) -> None:
         self.child.stop()
-        if self.child.log_path:
-            self.child.log_path.unlink(missing_ok=True)
 
 
 @contextmanager

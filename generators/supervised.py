@@ -20,34 +20,34 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Sequence
 
 GUARD_VARIABLE = "SYNTHRANK_GUARDED_BY"
+LOG_VARIABLE = "SYNTHRANK_GUARDED_LOG"  # the child removes its log when it outlives the parent
 
 
 class GuardedChild:
     """``python -m MODULE ARGS`` as a child that exits when this process is gone.
 
-    ``stop()`` ends it (SIGTERM, then SIGKILL after ``grace_s``); it is also stopped when
-    this interpreter exits normally. Output goes to ``log_path`` (or is discarded).
+    ``stop()`` ends it (SIGTERM, then SIGKILL after ``grace_s``) and removes its log (a
+    temporary file holding what it printed, for error messages); it is also stopped when this
+    interpreter exits normally.
     """
 
-    def __init__(self, module: str, args: Sequence[str], log_path: Path | None = None,
+    def __init__(self, module: str, args: Sequence[str], log_prefix: str = "synthrank-child-",
                  env: dict[str, str] | None = None):
         self.module = module
-        self.log_path = log_path
-        sink = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        try:
+        handle, name = tempfile.mkstemp(prefix=log_prefix, suffix=".log")
+        self.log_path = Path(name)
+        with os.fdopen(handle, "wb") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", __name__, module, *args], stdin=subprocess.PIPE,
                 stdout=sink, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {}), GUARD_VARIABLE: str(os.getpid())})
-        finally:
-            if log_path:
-                sink.close()
+                env={**os.environ, **(env or {}), GUARD_VARIABLE: str(os.getpid()), LOG_VARIABLE: name})
         _RUNNING.add(self)
 
     @property
@@ -70,10 +70,11 @@ class GuardedChild:
                 self.process.wait()
         if self.process.stdin:
             self.process.stdin.close()
+        self.log_path.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 5) -> str:
         """The last lines the child printed (for error messages)."""
-        if not self.log_path or not self.log_path.exists():
+        if not self.log_path.exists():
             return ""
         text = self.log_path.read_bytes()[-4000:].decode("utf-8", "replace")
         return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
@@ -129,6 +130,9 @@ def _exit_when_parent_is_gone() -> None:
             pass
     except OSError:
         pass
+    log = os.environ.get(LOG_VARIABLE)
+    if log:
+        Path(log).unlink(missing_ok=True)
     os._exit(0)
 
 

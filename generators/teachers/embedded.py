@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -58,8 +57,7 @@ class ModelServer:
                 "--port", str(self.port), "--n_ctx", str(n_ctx), "--verbose", "False"]
         if n_threads:
             args += ["--n_threads", str(n_threads)]
-        log = Path(tempfile.mkstemp(prefix="synthrank-embedded-", suffix=".log")[1])
-        self.child = GuardedChild(module, args, log_path=log)
+        self.child = GuardedChild(module, args, log_prefix="synthrank-embedded-")
         wait_until(self._answers, self.child, startup_timeout_s, "the embedded teacher's model server")
 
     def _answers(self) -> bool:
@@ -71,8 +69,6 @@ class ModelServer:
 
     def stop(self) -> None:
         self.child.stop()
-        if self.child.log_path:
-            self.child.log_path.unlink(missing_ok=True)
 
 
 _SERVERS: dict[tuple, ModelServer] = {}
@@ -156,6 +152,8 @@ class EmbeddedBackend(TeacherBackend):
             server = _SERVERS.get(key)
             if server is not None and server.child.exited() is None:
                 return server
+            if server is not None:  # it died between calls: tidy up after it
+                server.stop()
             if self._given_up:
                 raise RuntimeError(self._given_up)
             _SERVERS[key] = server = ModelServer(*key, self.startup_timeout_s)
