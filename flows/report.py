@@ -457,7 +457,7 @@ def sample_consistency(accepted: list[dict], rejected: list[dict], section: Sect
         for measure, values in series.items():
             values[name] = [a[measure] for a in agreements if a is not None]
     note = "no list has two or more samples (rows sharing a list_id)"
-    headline.append(Headline("sample_top_set", "agreement of shuffled samples on their top set (mean per list)",
+    headline.append(Headline("sample_top_set", "top-set agreement of shuffled samples (mean per list)",
                              mean_stat(series["top_set"]["accepted"], "lists", note)))
     headline.append(Headline("sample_tau", "Kendall τ across shuffled samples (mean per list)",
                              mean_stat(series["tau"]["accepted"], "lists", note)))
@@ -563,10 +563,14 @@ def lists_section(data: AuditData, records: list[dict], headline: list[Headline]
         "samples against the qrels and against the teacher's own pointwise positives; every reason a sample was "
         "removed or flagged. Click a column header to sort. The same table is written beside this page as "
         "Parquet and CSV.")
+    section.notes.append(
+        "Noisy lists (headline): of the lists whose samples carry pointwise positives (so a consistency filter could "
+        "judge them), the share the consistency filters rejected whole, with a 95% Wilson interval. Lists without "
+        "positives are not judged; a list with no relevant passage at all looks noisy to any agreement figure. "
+        "Lists kept unchecked: kept with a single sample, short of samples after top-up, or without positives.")
     unchecked = kept_unchecked(records)
-    headline.append(Headline("lists_unchecked", "lists kept with a single sample, short of samples, or without "
-                             "positives (unchecked)", Stat(sum(unchecked.values()), sum(r["kept"] > 0 for r in records),
-                                                           "kept lists", _counts_note(unchecked))))
+    headline.append(Headline("lists_unchecked", "lists kept unchecked", Stat(
+        sum(unchecked.values()), sum(r["kept"] > 0 for r in records), "kept lists", _counts_note(unchecked))))
     headline.append(noise_headline(data, records))
     section.tables.append(Table("Lists kept without a full check", ["flag", "lists"],
                                 [[name, str(n)] for name, n in unchecked.items()]))
@@ -584,7 +588,7 @@ def _counts_note(counts: dict[str, int]) -> str:
 def noise_headline(data: AuditData, records: list[dict]) -> Headline:
     """Estimated share of noisy lists: of the lists a consistency filter could judge (their
     samples carry pointwise positives), those it rejected whole, with a 95% Wilson interval."""
-    figure = "estimated share of noisy lists (rejected whole by the consistency filters)"
+    figure = "noisy lists (estimated share)"
     if not consistency_checked(data):
         return Headline("noisy_lists", figure, Stat(None, 0, "lists", "no consistency filter ran on this version"))
     noisy, judged = noisy_lists(records)
@@ -592,8 +596,7 @@ def noise_headline(data: AuditData, records: list[dict]) -> Headline:
         return Headline("noisy_lists", figure, Stat(None, 0, "lists", "no list carries pointwise positives"))
     low, high = wilson_interval(noisy, judged)
     return Headline("noisy_lists", figure, Stat(noisy / judged, judged, "judged lists",
-                                                f"95% interval {low:.3f}–{high:.3f}; lists without positives are "
-                                                "not judged; a list with no relevant passage looks noisy"))
+                                                f"95% interval {low:.3f}–{high:.3f}"))
 
 
 # --------------------------------------------------------------------------- removed

@@ -69,7 +69,7 @@ def test_kendall_tau():
 def test_top_k_tau_ignores_disorder_below_both_top_k():
     a = list("abcdefgh")
     b = list("abcdhgfe")  # same top 4, the tail reversed
-    assert kendall_tau(a, b) < 0.5
+    assert kendall_tau(a, b) < 0.6
     assert kendall_tau_top(a, b, 4) == pytest.approx(1.0)
     # an item one ranking puts in its top 2 counts at its place in the other ranking
     assert kendall_tau_top(list("abcd"), list("cabd"), 2) == pytest.approx(kendall_tau(list("abc"), list("cab")))

@@ -74,5 +74,5 @@ def test_consistency_filters_keep_clean_rows_and_consensus_and_audit_follow(pref
     assert report.lists[1].read_text().startswith("list_id,snapshot_id,qid,query")
     page = report.html.read_text()
     assert 'id="per-list"' in page and 'class="sortable"' in page and "Position bias caveat" in page
-    noisy = next(h for h in report.headline if h["figure"].startswith("estimated share of noisy lists"))
+    noisy = next(h for h in report.headline if h["figure"] == "noisy lists (estimated share)")
     assert float(noisy["value"]) <= 0.05 and "95% interval" in noisy["note"]
