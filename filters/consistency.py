@@ -157,6 +157,14 @@ class SampleAgreementFilter(Filter):
     `ranking_field` (default "final_list"). See `sample_agreement` for the figures.
 
     Checks, in order (a list failing one is rejected with that reason, its score the figure):
+      - "samples_removed": an earlier filter of the chain removed some of the list's valid
+        samples (rows say how many the list had in `valid_samples`). Two samples left agree
+        at some depth by chance too often (two random orders share their first passage 1
+        time in 20), so with `on_removed_samples` "relevant_set" (default) the samples left
+        must agree on the whole relevant set: the top-set agreement at depth = number of the
+        list's pointwise positives must reach min_top_set (score: that agreement; None when
+        it cannot be computed, e.g. one sample left or no positives). "reject" rejects such
+        lists outright; "check" judges the samples left like any other list.
       - "single_sample": fewer than two samples reached this filter (validation failures
         the stage could not top up, or samples an earlier filter removed). `on_single_sample`
         "reject" (default) removes them; "flag" keeps them flagged, unchecked.
@@ -187,6 +195,7 @@ class SampleAgreementFilter(Filter):
     min_rbo: float | None = None
     p: float = 0.9
     on_single_sample: str = "reject"
+    on_removed_samples: str = "relevant_set"
     group_field: str = "list_id"
     ranking_field: str = "final_list"
 
@@ -203,6 +212,9 @@ class SampleAgreementFilter(Filter):
             raise ValueError(f"consistency_agreement: tau_k must be >= 2, got {self.tau_k}")
         if not 0.0 < self.p < 1.0:
             raise ValueError(f"consistency_agreement: p must be in (0, 1) (p = 1 is average overlap), got {self.p}")
+        if self.on_removed_samples not in ("relevant_set", "reject", "check"):
+            raise ValueError("consistency_agreement: on_removed_samples must be 'relevant_set', 'reject' or 'check', "
+                             f"got {self.on_removed_samples!r}")
         if self.on_single_sample not in ("reject", "flag"):
             raise ValueError("consistency_agreement: on_single_sample must be 'reject' or 'flag', "
                              f"got {self.on_single_sample!r}")
@@ -219,7 +231,21 @@ class SampleAgreementFilter(Filter):
         """The agreement of one list's samples, with this filter's p and tau_k."""
         return sample_agreement([row[self.ranking_field] for row in members], self.p, self.tau_k)
 
+    def _relevant_set_agreement(self, members: list[Row]) -> float | None:
+        """Mean pairwise top-set agreement at depth = number of pointwise positives."""
+        rankings = _common_items([row[self.ranking_field] for row in members])
+        positives = set(members[0].get("relevant_docids") or ()) & set(rankings[0])
+        if len(members) < 2 or not 1 <= len(positives) < len(rankings[0]):
+            return None
+        pairs = list(itertools.combinations(rankings, 2))
+        return sum(top_set_agreement(a, b, len(positives)) for a, b in pairs) / len(pairs)
+
     def _group_verdict(self, members: list[Row]) -> Verdict:
+        valid = max(row.get("valid_samples") or 0 for row in members)
+        if len(members) < valid and self.on_removed_samples != "check":
+            relevant = None if self.on_removed_samples == "reject" else self._relevant_set_agreement(members)
+            if relevant is None or relevant < self.min_top_set:
+                return Verdict(False, "samples_removed", relevant)
         if len(members) < 2:
             return Verdict(self.on_single_sample == "flag", SINGLE_SAMPLE)
         agreement = self.agreement(members)

@@ -145,6 +145,23 @@ def test_agreement_rbo_and_top_k_tau_thresholds_can_be_switched_on():
     assert next(only_tau.apply(_samples("top", [DOCS, top_shuffled])))[1].reason == "low_agreement_tau"
 
 
+def test_a_list_that_lost_samples_to_an_earlier_filter_is_rejected_unless_asked_to_check_the_rest():
+    rng = random.Random(2)
+    # two random orders that happen to share their first passage agree at depth 1
+    first, second = rng.sample(DOCS[1:], 19), rng.sample(DOCS[1:], 19)
+    left = [{**row, "valid_samples": 3, "relevant_docids": ["d0", *first[:5]]}
+            for row in _samples("lost", [["d0", *first], ["d0", *second]])]
+    result = run_chain([SampleAgreementFilter()], left)  # they do not agree on the 6 positives
+    assert result.kept == [] and {r.reason for r in result.rejected} == {"samples_removed"}
+    assert result.rejected[0].score < 0.6
+    assert len(run_chain([SampleAgreementFilter(on_removed_samples="check")], left).kept) == 2
+    # two samples left that put the same positives on top (in any order) are kept
+    agreeing = [{**row, "valid_samples": 3, "relevant_docids": ["d0", *first[:5]]}
+                for row in _samples("agree", [["d0", *first], [*first[:5], "d0", *first[5:]]])]
+    assert len(run_chain([SampleAgreementFilter()], agreeing).kept) == 2
+    assert run_chain([SampleAgreementFilter(on_removed_samples="reject")], agreeing).kept == []
+
+
 def test_single_sample_lists_are_rejected_or_flagged_by_policy():
     result = run_chain([SampleAgreementFilter()], _samples("alone", [DOCS]))
     assert result.kept == [] and result.rejected[0].reason == "single_sample"

@@ -4,6 +4,7 @@ positives staged in the same version, filter, and add one consensus row per list
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterator
 
 from prefect import task
@@ -61,7 +62,10 @@ def apply_short_list_policy(rows: list[dict], short: dict[str, int], config: Lis
                             ) -> tuple[list[dict], list[tuple[dict, str, str, float | None]]]:
     """(accepted rows, rejections): invalid samples are rejected with their reason; valid
     samples of a list still short after top-up are rejected ("too_few_samples", score = the
-    samples missing) or kept with ``samples_short``, as ``short_lists`` says."""
+    samples missing) or kept with ``samples_short``, as ``short_lists`` says. Accepted rows
+    say how many valid samples their list has (``valid_samples``), so a filter can tell when
+    an earlier one removed some."""
+    valid = Counter(row["list_id"] for row in rows if row["reason"] is None)
     accepted, rejected = [], []
     for row in rows:
         missing = short.get(row["list_id"])
@@ -70,7 +74,8 @@ def apply_short_list_policy(rows: list[dict], short: dict[str, int], config: Lis
         elif missing and config.short_lists == "reject":
             rejected.append(({**row, "reason": "too_few_samples"}, "validate", "too_few_samples", float(missing)))
         else:
-            accepted.append({**row, "samples_short": missing} if missing else row)
+            accepted.append({**row, "valid_samples": valid[row["list_id"]],
+                             **({"samples_short": missing} if missing else {})})
     return accepted, rejected
 
 
