@@ -65,6 +65,7 @@ class Mode:
     ties: str = "random"
     failure: str = "random"
     noise: float = 0.0
+    boundary_swap: float = 0.0
 
 
 MODES = [
@@ -74,6 +75,7 @@ MODES = [
     Mode("lazy (presented order) for 30%", failure="lazy", noise=0.3),
     Mode("position-biased for 30%", failure="position_biased", noise=0.3),
     Mode("top-correct/tail-random + random for 30%", ties="top_correct", noise=0.3),
+    Mode("near misses: 20% of answers swap the relevant/unrelated boundary (clean)", boundary_swap=0.2),
     Mode("sweep: random for 10%", noise=0.1),
     Mode("sweep: random for 50%", noise=0.5),
     Mode("sweep: random for 70%", noise=0.7),
@@ -128,7 +130,8 @@ def run_mode(mode: Mode, work: Path, warehouse_path: Path, judgments: dict, qrel
 
     dataset = "lq-" + "".join(c if c.isalnum() else "-" for c in mode.name.lower()).strip("-")
     started = time.perf_counter()
-    with LabelTeacher(judgments, ties=mode.ties, failure=mode.failure, noise=mode.noise) as teacher:
+    with LabelTeacher(judgments, ties=mode.ties, failure=mode.failure, noise=mode.noise,
+                      boundary_swap=mode.boundary_swap) as teacher:
         spec = label_build_spec(work, dataset, COLLECTIONS, teacher, f"stub-{dataset}", warehouse_path, DEFAULT_CHAIN)
         summary = build_flow(str(spec))
         with Warehouse.open(warehouse_path, read_only=True) as warehouse:

@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -102,12 +102,9 @@ class Agreement:
 
     top_set: float  # max over depths d of the mean pairwise `top_set_agreement` at d
     depth: int  # the smallest depth at which `top_set` is reached: the set the samples agree on
-    top_support: float  # share of samples whose first passage is in every other sample's top `depth`
+    top_support: float  # share of samples whose first passage most samples put in their top `depth`
     tau: float  # mean pairwise Kendall tau over the union of the pair's top `tau_k`
     rbo: float  # mean pairwise RBO(p)
-
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
 
 
 def sample_agreement(rankings: Sequence[Sequence[str]], p: float = 0.9, tau_k: int = 10) -> Agreement:
@@ -118,10 +115,11 @@ def sample_agreement(rankings: Sequence[Sequence[str]], p: float = 0.9, tau_k: i
     top-d sets, maximised over d. A teacher that separates the relevant passages from the
     rest but orders equally relevant ones (and the unrelated tail) differently every time
     scores 1 at d = number of relevant passages; random orders score near 0 at every depth.
-    ``top_support`` then checks each sample's first passage lies in that agreed set in every
-    other sample (a teacher that lifts whatever it was shown first fails it, as long as it
-    orders the tail differently each time; with an identical tail the agreed set can be deep
-    enough to hold the lifted passages: `consistency_ndcg`'s top-positive check covers that).
+    ``top_support`` then checks each sample's first passage is in the agreed set: the
+    passages most samples put in their top ``depth`` (a teacher that lifts whatever it was
+    shown first fails it, as long as it orders the tail differently each time; with an
+    identical tail the agreed set can be deep enough to hold the lifted passages:
+    `consistency_ndcg`'s top-positive check covers that).
     """
     if len(rankings) < 2:
         raise ValueError("agreement needs at least two rankings")
@@ -133,8 +131,9 @@ def sample_agreement(rankings: Sequence[Sequence[str]], p: float = 0.9, tau_k: i
     profile = [sum(top_set_agreement(a, b, d) for a, b in pairs) / len(pairs) for d in range(1, n)]
     best = max(profile)
     depth = profile.index(best) + 1
-    supported = sum(all(ranking[0] in other[:depth] for other in rankings if other is not ranking)
-                    for ranking in rankings)
+    in_top = Counter(item for ranking in rankings for item in ranking[:depth])
+    agreed = {item for item, count in in_top.items() if 2 * count > len(rankings)}
+    supported = sum(ranking[0] in agreed for ranking in rankings)
     return Agreement(
         top_set=best, depth=depth, top_support=supported / len(rankings),
         tau=sum(kendall_tau_top(a, b, tau_k) for a, b in pairs) / len(pairs),
@@ -170,7 +169,7 @@ class SampleAgreementFilter(Filter):
         "reject" (default) removes them; "flag" keeps them flagged, unchecked.
       - "low_agreement_top_set": `top_set` < min_top_set (default 0.6).
       - "top_not_agreed": `top_support` < min_top_support (default 0.5): in most samples
-        the first passage is one the other samples do not put on top.
+        the first passage is one most samples do not put in the agreed top set.
       - "low_agreement_tau": mean top-`tau_k` Kendall tau < min_tau (off by default).
       - "low_agreement_rbo": mean RBO(p) < min_rbo (off by default).
 
@@ -182,7 +181,8 @@ class SampleAgreementFilter(Filter):
     Full-list tau and RBO are off by default because ties make them punish good lists: with
     1-2 relevant passages among 20, a good teacher's samples have tau ~ 0 and RBO(0.9) ~ 0.5.
     A list with no relevant passage at all looks like noise to any agreement figure (a good
-    teacher may order 20 unrelated passages any way): such lists are rejected.
+    teacher may order 20 unrelated passages any way): such lists are rejected unless the
+    teacher orders them the same way every time.
 
     Kept rows carry `top_set` as score.
     """

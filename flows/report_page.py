@@ -18,7 +18,8 @@ def headline_table(audit: Audit) -> list[dict[str, str]]:
 
 
 def render_markdown(audit: Audit, other: Audit | None = None) -> str:
-    """The summary: headline and every section's tables and notes (plots are in the HTML)."""
+    """The summary: headline and every section's tables and notes (plots and sortable
+    per-item tables are in the HTML)."""
     data = audit.data
     lines = [f"# Label-quality audit: {data.label}" + (f" vs {other.data.label}" if other else ""), "",
              f"Published {data.published_at} · code {data.code_version} · "
@@ -31,8 +32,9 @@ def render_markdown(audit: Audit, other: Audit | None = None) -> str:
         lines += ["", f"## {section.title}", ""]
         lines += [f"- {note}" for note in section.notes]
         for table in section.tables:
-            lines += ["", f"**{table.caption}**", "", *markdown_table(table.columns, table.rows)]
-    lines += ["", "Plots and samples to read are in the HTML report.", ""]
+            if not table.sortable:  # long per-item tables stay in the HTML page and its Parquet/CSV
+                lines += ["", f"**{table.caption}**", "", *markdown_table(table.columns, table.rows)]
+    lines += ["", "Plots, the per-list table and samples to read are in the HTML report.", ""]
     return "\n".join(lines)
 
 

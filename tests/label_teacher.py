@@ -9,6 +9,9 @@ Behaviour of the good part (`ties`):
 - ``stable``: the same, equal grades always in the same order (a fixed key per passage);
 - ``top_correct``: the stable order for the first ``top_m`` places, the rest at random.
 
+``boundary_swap``: the share of good answers that swap the last relevant passage with the
+first unrelated one (a near miss of an imperfect but good teacher).
+
 A share ``noise`` of the queries (chosen by a hash of the query text, so the bench knows
 which) is answered with a failure mode instead (`failure`):
 - ``random``: a random permutation; ``lazy``: the presented order; ``position_biased``:
@@ -57,12 +60,14 @@ class LabelTeacher(FakeTeacher):
         failure: "random", "lazy" or "position_biased", for a share ``noise`` of the queries.
         noise: share of queries answered with ``failure`` (0 = none).
         top_m: places kept in order by "top_correct".
+        boundary_swap: share of good answers with the relevant/unrelated boundary swapped.
         noise_seed: which queries are noisy (hash of seed and query text).
         options: FakeTeacher options (latency_ms, capacity, faults, ...).
     """
 
     def __init__(self, judgments: dict[str, dict[str, int]], *, ties: str = "random", failure: str = "random",
-                 noise: float = 0.0, top_m: int = 5, noise_seed: int = 0, **options) -> None:
+                 noise: float = 0.0, top_m: int = 5, boundary_swap: float = 0.0, noise_seed: int = 0,
+                 **options) -> None:
         if ties not in TIES:
             raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
         if failure not in FAILURES:
@@ -73,6 +78,7 @@ class LabelTeacher(FakeTeacher):
         self.judgments = judgments
         self.queries = sorted(judgments, key=len, reverse=True)
         self.ties, self.failure, self.noise, self.top_m, self.noise_seed = ties, failure, noise, top_m, noise_seed
+        self.boundary_swap = boundary_swap
 
     def is_noisy(self, query: str) -> bool:
         """Whether the failure mode answers this query's listwise prompts."""
@@ -112,7 +118,10 @@ class LabelTeacher(FakeTeacher):
             rng.shuffle(tail)
             order = order[:self.top_m] + tail
         if noisy:  # position_biased
-            order = [ids[0]] + [pid for pid in order if pid != ids[0]]
+            return [ids[0]] + [pid for pid in order if pid != ids[0]]
+        relevant = sum(grade[pid] > 0 for pid in order)
+        if 0 < relevant < len(order) and rng.random() < self.boundary_swap:
+            order[relevant - 1], order[relevant] = order[relevant], order[relevant - 1]
         return order
 
 
