@@ -6,7 +6,10 @@
   msmarco provider. A ranking is judged by a set of positives (grade 1) or by graded
   judgments `{docid: grade}`.
 - Agreement between two rankings: Kendall tau (scipy, tau-b over the items both rankings
-  hold) and rank-biased overlap (Webber, Moffat & Zobel 2010, extrapolated form, p = 0.9).
+  hold, or over the items either puts in its top k), rank-biased overlap (Webber, Moffat &
+  Zobel 2010, extrapolated form, p = 0.9), and the chance-corrected overlap of their top-d
+  sets (`top_set_agreement`), which ignores the order inside a set: what survives a teacher
+  that orders equally relevant passages differently each time.
 - Aggregation of several rankings of one list: Borda count, and exact Kemeny for small lists.
 """
 
@@ -111,6 +114,38 @@ def kendall_tau(a: Ranking, b: Ranking) -> float:
         raise ValueError(f"Kendall tau needs at least 2 common items, got {len(common)}")
     tau, _ = kendalltau(range(len(common)), [position_in_b[item] for item in common])
     return float(tau)
+
+
+def kendall_tau_top(a: Ranking, b: Ranking, k: int) -> float:
+    """Kendall tau-b over the items either ranking puts in its top k, each item placed at its
+    position in the full rankings (items must be in both). Disorder below both top-k's
+    (an unrelated tail) does not count."""
+    if k < 1:
+        raise ValueError(f"top-k tau needs k >= 1, got {k}")
+    top = set(a[:k]) | set(b[:k])
+    return kendall_tau([item for item in a if item in top], [item for item in b if item in top])
+
+
+def top_set_agreement(a: Ranking, b: Ranking, depth: int) -> float:
+    """Chance-corrected overlap of the top-``depth`` sets of two orders of the same n items.
+
+    (|a[:d] & b[:d]| / d - d / n) / (1 - d / n): 1 when both put the same passages in their
+    top d (in any order), 0 at what two random orders share on average, negative below.
+    Needs 1 <= depth < n.
+
+    >>> top_set_agreement(["x", "y", "z", "w"], ["y", "x", "w", "z"], 2)
+    1.0
+    """
+    _check_unique(a)
+    _check_unique(b)
+    n = len(a)
+    if set(a) != set(b):
+        raise ValueError("top-set agreement needs two orders of the same items")
+    if not 1 <= depth < n:
+        raise ValueError(f"top-set agreement needs 1 <= depth < {n}, got {depth}")
+    overlap = len(set(a[:depth]) & set(b[:depth])) / depth
+    chance = depth / n
+    return (overlap - chance) / (1 - chance)
 
 
 def rbo(a: Ranking, b: Ranking, p: float = 0.9) -> float:
@@ -257,9 +292,11 @@ __all__ = [
     "kemeny_aggregate",
     "kemeny_distance",
     "kendall_tau",
+    "kendall_tau_top",
     "mean_reciprocal_rank",
     "ndcg_at_k",
     "rbo",
     "recall_at_k",
     "reciprocal_rank",
+    "top_set_agreement",
 ]

@@ -23,13 +23,15 @@ from typing import Any, Iterable
 
 from filters.consistency import sample_agreement
 from filters.metrics import evaluate_rankings, kendall_tau
+from flows.report_lists import (NDCG_K, consistency_checked, docids_of, judgments, kept_unchecked, list_records,
+                                noisy_lists, wilson_interval, write_list_files)
+from flows.report_page import headline_table, render_html, render_markdown
 from flows.report_plots import bars_png, grouped_bars_png, histogram_png, position_png, tokens_png
 from warehouse.audit import AuditData, load_audit_data, load_passage_texts
 from warehouse.db import Warehouse
 from warehouse.errors import WarehouseLocked
 from warehouse.names import check_folder
 
-NDCG_K = 10
 RECALL_K = 5
 CONSISTENCY_ALPHA = 0.4  # ReasonRank's threshold, drawn on the listwise-vs-pointwise plot
 DEFAULT_RATIO_BAND = (0.05, 0.20)  # Yi-Sang's Korean-character band
@@ -80,32 +82,15 @@ def rate_stat(hits: int, total: int, unit: str, empty_note: str) -> Stat:
     return Stat(hits / total, total, unit) if total else Stat(None, 0, unit, empty_note)
 
 
-def docids_of(items: Any) -> list[str]:
-    """Docids from a list of docids or of ``{"docid": ...}`` records."""
-    if not isinstance(items, list):
-        return []
-    return [str(i["docid"]) if isinstance(i, dict) else str(i) for i in items
-            if not isinstance(i, dict) or "docid" in i]
-
-
 def is_ranking(row: dict) -> bool:
     final, presented = row.get("final_list"), row.get("initial_list")
     return bool(final) and isinstance(final, list) and isinstance(presented, list) and len(final) >= 2
 
 
-def judgments(data: AuditData, row: dict) -> dict[str, int] | None:
-    """The qrels of the row's query in its snapshot, or None where there are none."""
-    by_query = data.qrels.get(row.get("snapshot_id"))
-    if by_query is None and row.get("snapshot_id") is None and len(data.qrels) == 1:
-        by_query = next(iter(data.qrels.values()))
-    grades = (by_query or {}).get(str(row.get("qid")))
-    return grades if grades and any(g > 0 for g in grades.values()) else None
-
-
 def listwise_pool(data: AuditData) -> tuple[list[dict], list[dict]]:
     """Accepted listwise rows with a ranking, and rejected ones that were ranked (rejected by a
-    filter after parsing), each row once."""
-    accepted = [r for r in data.rows.get("listwise", []) if is_ranking(r)]
+    filter after parsing), each row once; consensus rows are not samples and are left out."""
+    accepted = [r for r in data.rows.get("listwise", []) if is_ranking(r) and not r.get("consensus")]
     seen, rejected = {r["row_id"] for r in accepted}, []
     for row in data.rejected.get("listwise", []):
         if is_ranking(row) and row["row_id"] not in seen:
@@ -157,6 +142,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     key: str = ""
+    sortable: bool = False
 
 
 @dataclass
@@ -201,6 +187,7 @@ class Audit:
     headline: list[Headline]
     sections: list[Section]
     qrels_by_domain: dict[str, dict[str, Stat]]  # order -> domain -> nDCG@10
+    lists: list[dict] = field(default_factory=list)  # per-list records (flows/report_lists.py)
 
 
 # --------------------------------------------------------------------------- against qrels
@@ -290,6 +277,9 @@ def _orders_to_judge(data: AuditData, accepted: list[dict], rejected: list[dict]
         "retriever order": (list_rows, retriever, "lists"),
         "best order of the list": (list_rows, best, "lists"),
     }
+    consensus = [row for row in data.rows.get("listwise", []) if row.get("consensus") and is_ranking(row)]
+    if consensus:
+        orders["consensus of the samples"] = (consensus, [row["final_list"] for row in consensus], "lists")
     if rejected:
         orders["teacher, rows the filters rejected"] = (rejected, [row["final_list"] for row in rejected], "rows")
     return orders
@@ -456,39 +446,51 @@ def pointwise_consistency(accepted: list[dict], rejected: list[dict], section: S
 
 def sample_consistency(accepted: list[dict], rejected: list[dict], section: Section,
                        headline: list[Headline]) -> None:
-    """Mean pairwise Kendall tau and RBO(0.9) among the shuffled samples of each list."""
-    taus: dict[str, list[float]] = {}
-    rbos: dict[str, list[float]] = {}
+    """Agreement among the shuffled samples of each list: on their top set (what the
+    `consistency_agreement` filter checks), full-list Kendall tau and RBO(0.9)."""
+    series: dict[str, dict[str, list[float]]] = {"top_set": {}, "tau": {}, "rbo": {}}
     for name, rows in (("accepted", accepted), ("rejected", rejected)):
         groups: dict[str, list[list[str]]] = defaultdict(list)
         for row in rows:
             if row.get("list_id") is not None:
                 groups[str(row["list_id"])].append(row["final_list"])
         agreements = [_agreement(rankings) for rankings in groups.values() if len(rankings) >= 2]
-        agreements = [a for a in agreements if a is not None]
-        taus[name] = [a["tau"] for a in agreements]
-        rbos[name] = [a["rbo"] for a in agreements]
+        for measure, values in series.items():
+            values[name] = [a[measure] for a in agreements if a is not None]
     note = "no list has two or more samples (rows sharing a list_id)"
+    headline.append(Headline("sample_top_set", "top-set agreement of shuffled samples (mean per list)",
+                             mean_stat(series["top_set"]["accepted"], "lists", note)))
     headline.append(Headline("sample_tau", "Kendall τ across shuffled samples (mean per list)",
-                             mean_stat(taus["accepted"], "lists", note)))
+                             mean_stat(series["tau"]["accepted"], "lists", note)))
     headline.append(Headline("sample_rbo", "RBO (p = 0.9) across shuffled samples (mean per list)",
-                             mean_stat(rbos["accepted"], "lists", note)))
-    if not any(taus.values()):
+                             mean_stat(series["rbo"]["accepted"], "lists", note)))
+    if not any(series["tau"].values()):
         section.notes.append(f"Agreement across samples: n/a, {note}.")
         return
-    section.tables.append(distribution_table("Kendall τ across samples (mean pairwise, per list)", taus, "lists"))
-    section.tables.append(distribution_table("RBO p = 0.9 across samples (mean pairwise, per list)", rbos, "lists"))
-    section.plots.append(Plot("Kendall τ across samples of a list",
-                              histogram_png(taus, "mean pairwise Kendall τ", bins=[i / 10 - 1 for i in range(21)])))
-    section.plots.append(Plot("RBO (p = 0.9) across samples of a list",
-                              histogram_png(rbos, "mean pairwise RBO", bins=[i / 20 for i in range(21)])))
+    section.notes.append("Full-list τ and RBO count the order of equally relevant passages (most of a list), which a "
+                         "good teacher may change from one sample to the next; the top-set agreement does not.")
+    captions = {"top_set": ("Top-set agreement across samples (per list)", "top-set agreement", -0.2),
+                "tau": ("Kendall τ across samples (mean pairwise, per list)", "mean pairwise Kendall τ", -1.0),
+                "rbo": ("RBO p = 0.9 across samples (mean pairwise, per list)", "mean pairwise RBO", 0.0)}
+    for measure, (caption, axis, low) in captions.items():
+        section.tables.append(distribution_table(caption, series[measure], "lists"))
+        bins = [low + i * (1 - low) / 20 for i in range(21)]
+        section.plots.append(Plot(caption, histogram_png(series[measure], axis, bins=bins)))
 
 
 def _agreement(rankings: list[list[str]]) -> dict[str, float] | None:
+    """Top-set agreement, full-list Kendall tau and RBO(0.9) of one list's samples."""
     try:
-        return sample_agreement(rankings, p=0.9)
+        found = sample_agreement(rankings, p=0.9, tau_k=max(2, max(map(len, rankings))))
     except ValueError:  # fewer than two common passages
         return None
+    return {"top_set": found.top_set, "tau": found.tau, "rbo": found.rbo}
+
+
+POSITION_BIAS_CAVEAT = (
+    "Position bias caveat: on retriever-order presentations the first-presented passage is also the "
+    "retriever's best, often relevant, so ranking it first there mixes relevance with position bias; only "
+    "shuffled presentations measure the bias itself.")
 
 
 def position_bias(accepted: list[dict], rejected: list[dict], section: Section, headline: list[Headline]) -> None:
@@ -508,6 +510,7 @@ def position_bias(accepted: list[dict], rejected: list[dict], section: Section, 
             hits, chance, p_value = first_ranked_first(members)
             table.rows.append([name, fmt(hits / len(members)), fmt(chance), f"{p_value:.3g}", f"{len(members)} rows"])
     section.tables.append(table)
+    section.notes.append(POSITION_BIAS_CAVEAT)
     shuffled = [r for r in accepted if (r.get("sample_index") or 0) > 0]
     basis, note = (shuffled, "") if shuffled else (accepted, "no shuffled samples: the first-presented passage is "
                                                              "also the retriever's first")
@@ -539,6 +542,62 @@ def distribution_table(caption: str, series: dict[str, list[float]], unit: str) 
             table.rows.append([name, fmt(statistics.fmean(values)), fmt(statistics.median(values)),
                                fmt(min(values)), fmt(max(values)), f"{len(values)} {unit}"])
     return table
+
+
+# --------------------------------------------------------------------------- lists
+
+LIST_TABLE_COLUMNS = ["query", "domain", "presented", "valid", "kept", "consensus", "agreement",
+                      f"nDCG@{NDCG_K} vs qrels", f"nDCG@{NDCG_K} vs positives", "status", "flags", "reasons"]
+
+
+def lists_section(data: AuditData, records: list[dict], headline: list[Headline]) -> Section:
+    """Every listwise list with its samples, agreement, quality and verdicts (sortable), the
+    lists kept unchecked, and the estimated share of noisy lists with a 95% interval."""
+    section = Section("lists", "Lists")
+    if not records:
+        section.available = False
+        section.notes.append(f"{NOT_IN_VERSION}: no listwise lists")
+        return section
+    section.notes.append(
+        "One line per candidate list: samples presented, valid (parsed) and kept; agreement = how far the valid "
+        "samples agree on the passages they put on top (1 = the same set, 0 = chance); mean nDCG@10 of the valid "
+        "samples against the qrels and against the teacher's own pointwise positives; every reason a sample was "
+        "removed or flagged. Click a column header to sort. The same table is written beside this page as "
+        "Parquet and CSV.")
+    section.notes.append(
+        "Noisy lists (headline): of the lists whose samples carry pointwise positives (so a consistency filter could "
+        "judge them), the share the consistency filters rejected whole, with a 95% Wilson interval. Lists without "
+        "positives are not judged; a list with no relevant passage at all looks noisy to any agreement figure. "
+        "Lists kept unchecked: kept with a single sample, short of samples after top-up, or without positives.")
+    unchecked = kept_unchecked(records)
+    headline.append(Headline("lists_unchecked", "lists kept unchecked", Stat(
+        sum(unchecked.values()), sum(r["kept"] > 0 for r in records), "kept lists", _counts_note(unchecked))))
+    headline.append(noise_headline(data, records))
+    section.tables.append(Table("Lists kept without a full check", ["flag", "lists"],
+                                [[name, str(n)] for name, n in unchecked.items()]))
+    section.tables.append(Table("Per-list verdicts", LIST_TABLE_COLUMNS, [
+        [r["query"] or "", r["domain"] or "", str(r["presented"]), str(r["valid"]), str(r["kept"]),
+         "yes" if r["consensus"] else "no", fmt(r["agreement"]), fmt(r["ndcg_qrels"]), fmt(r["ndcg_positives"]),
+         r["status"], r["flags"], r["reasons"]] for r in records], key="per-list", sortable=True))
+    return section
+
+
+def _counts_note(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
+def noise_headline(data: AuditData, records: list[dict]) -> Headline:
+    """Estimated share of noisy lists: of the lists a consistency filter could judge (their
+    samples carry pointwise positives), those it rejected whole, with a 95% Wilson interval."""
+    figure = "noisy lists (estimated share)"
+    if not consistency_checked(data):
+        return Headline("noisy_lists", figure, Stat(None, 0, "lists", "no consistency filter ran on this version"))
+    noisy, judged = noisy_lists(records)
+    if not judged:
+        return Headline("noisy_lists", figure, Stat(None, 0, "lists", "no list carries pointwise positives"))
+    low, high = wilson_interval(noisy, judged)
+    return Headline("noisy_lists", figure, Stat(noisy / judged, judged, "judged lists",
+                                                f"95% interval {low:.3f}–{high:.3f}"))
 
 
 # --------------------------------------------------------------------------- removed
@@ -743,8 +802,8 @@ def match_key(row: dict) -> tuple:
 def agreement(a: AuditData, b: AuditData, section: Section) -> None:
     """Kendall tau between the two versions' rankings of the same lists (same list_id and
     sample index, else the same row id), and how often they put the same passage first."""
-    theirs = {match_key(r): r for r in b.rows.get("listwise", []) if is_ranking(r)}
-    pairs = [(r, theirs[match_key(r)]) for r in a.rows.get("listwise", []) if is_ranking(r) and match_key(r) in theirs]
+    theirs = {match_key(r): r for r in listwise_pool(b)[0]}
+    pairs = [(r, theirs[match_key(r)]) for r in listwise_pool(a)[0] if match_key(r) in theirs]
     taus, same_first = [], 0
     for mine, other in pairs:
         try:
@@ -902,9 +961,11 @@ def compute_audit(data: AuditData) -> Audit:
     headline = [Headline("rows", f"rows accepted ({', '.join(sorted(data.rows)) or 'no kind'})",
                          Stat(accepted, attempted, "rows attempted"))]
     qrels, by_domain_ndcg = qrels_section(data, headline)
-    sections = [qrels, consistency_section(data, headline), removed_section(data),
-                language_section(data, headline), cost_section(data, headline), samples_section(data)]
-    return Audit(data, headline, sections, by_domain_ndcg)
+    records = list_records(data)
+    sections = [qrels, consistency_section(data, headline), lists_section(data, records, headline),
+                removed_section(data), language_section(data, headline), cost_section(data, headline),
+                samples_section(data)]
+    return Audit(data, headline, sections, by_domain_ndcg, records)
 
 
 def load_for_audit(warehouse: Warehouse, dataset: str, version: int | None) -> AuditData:
@@ -914,24 +975,20 @@ def load_for_audit(warehouse: Warehouse, dataset: str, version: int | None) -> A
     return data
 
 
-def headline_table(audit: Audit) -> list[dict[str, str]]:
-    """The headline as records (figure, value, n, note): the Prefect table artifact."""
-    return [{"figure": h.figure, "value": h.stat.value_text, "n": h.stat.n_text, "note": h.stat.note}
-            for h in audit.headline]
-
-
 @dataclass
 class ReportFiles:
     html: Path
     markdown: Path
     headline: list[dict[str, str]]
     markdown_text: str
+    lists: tuple[Path, Path] | None = None  # the per-list table as Parquet and CSV
 
 
 def write_audit(warehouse_path: str | Path, dataset: str, version: int | None, out_dir: str | Path,
                 against: tuple[str, int | None] | None = None, wait_seconds: float = 0.0) -> ReportFiles:
     """Audit ``dataset@version`` (latest published when None), optionally against another
-    version, and write ``<dataset>-v<N>[-vs-<other>-v<M>].html`` and ``.md`` into ``out_dir``.
+    version, and write ``<dataset>-v<N>[-vs-<other>-v<M>].html`` and ``.md`` into ``out_dir``,
+    with the per-list table beside them as ``…-lists.parquet`` and ``…-lists.csv``.
 
     The audit reads the warehouse itself (qrels, rejected rows, teacher calls are not in the
     exports); while a build holds it, wait up to ``wait_seconds``, then say so.
@@ -955,136 +1012,13 @@ def write_audit(warehouse_path: str | Path, dataset: str, version: int | None, o
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(main, other)
     html_path, md_path = out / f"{stem}.html", out / f"{stem}.md"
-    write_atomically(html_path, render_html(main, other))
+    lists = write_list_files(main.lists, out / stem) if main.lists else None
+    write_atomically(html_path, render_html(main, other, teacher_names(main.data)))
     write_atomically(md_path, markdown)
-    return ReportFiles(html_path, md_path, headline_table(main), markdown)
+    return ReportFiles(html_path, md_path, headline_table(main), markdown, lists)
 
 
 def write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_markdown(audit: Audit, other: Audit | None = None) -> str:
-    """The summary: headline and every section's tables and notes (plots are in the HTML)."""
-    data = audit.data
-    lines = [f"# Label-quality audit: {data.label}" + (f" vs {other.data.label}" if other else ""), "",
-             f"Published {data.published_at} · code {data.code_version} · "
-             f"snapshots {', '.join(f'{s.name} ({s.n_qrels} judged pairs)' for s in data.snapshots) or 'n/a'}", "",
-             "## Headline", "", *markdown_table(["figure", "value", "n", "note"],
-                                                 [list(r.values()) for r in headline_table(audit)])]
-    for section in audit.sections:
-        if section.key == "samples":
-            continue
-        lines += ["", f"## {section.title}", ""]
-        lines += [f"- {note}" for note in section.notes]
-        for table in section.tables:
-            lines += ["", f"**{table.caption}**", "", *markdown_table(table.columns, table.rows)]
-    lines += ["", "Plots and samples to read are in the HTML report.", ""]
-    return "\n".join(lines)
-
-
-def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    return ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns),
-            *("| " + " | ".join(map(cell, row)) + " |" for row in rows)]
-
-
-def render_html(audit: Audit, other: Audit | None = None) -> str:
-    """One self-contained page: inline CSS, plots as data URIs, every text HTML-escaped."""
-    import jinja2
-
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return environment.from_string(PAGE).render(
-        audit=audit, other=other, data=audit.data, headline=headline_table(audit),
-        teachers=teacher_names(audit.data) or "n/a")
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Label-quality audit: {{ data.label }}{% if other %} vs {{ other.data.label }}{% endif %}</title>
-<style>
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1a202c;
-       max-width: 1100px; margin: 0 auto; padding: 1.5rem; background: #fff; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; }
-h2 { border-bottom: 2px solid #e2e8f0; padding-bottom: .2rem; margin-top: 2.2rem; }
-h3 { font-size: 1rem; margin: 1.2rem 0 .4rem; }
-.meta, .note { color: #4a5568; }
-.na { color: #9c4221; }
-nav a { margin-right: .8rem; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
-caption { text-align: left; font-weight: 600; padding: .3rem 0; }
-th, td { border: 1px solid #cbd5e0; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #edf2f7; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-#headline { font-size: 1rem; }
-#headline td:first-child { font-weight: 500; }
-figure { margin: .5rem 0 1.2rem; }
-figure img { max-width: 100%; height: auto; border: 1px solid #e2e8f0; }
-figcaption { color: #4a5568; font-size: .85rem; }
-.row { border: 1px solid #cbd5e0; border-radius: 6px; padding: .6rem .9rem; margin: .8rem 0; }
-.row h3 { margin-top: 0; font-family: ui-monospace, monospace; font-size: .85rem; }
-.status { font-weight: 600; }
-.status.rejected { color: #c05621; } .status.accepted { color: #276749; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; margin: .4rem 0; }
-dt { font-weight: 600; color: #4a5568; }
-dd { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
-.row table { font-size: .8rem; }
-.row td:nth-child(-n+5) { white-space: nowrap; }
-table { min-width: 24rem; }
-</style>
-</head>
-<body>
-<h1>Label-quality audit: {{ data.label }}{% if other %} vs {{ other.data.label }}{% endif %}</h1>
-<p class="meta">Published {{ data.published_at }} · code {{ data.code_version }} ·
-teachers {{ teachers }}{% for s in data.snapshots %}{% if loop.first %} · snapshots {% endif %}{{ s.name }}
-({{ s.domain }}, {{ s.n_queries }} queries, {{ s.n_qrels }} judged pairs){% if not loop.last %}, {% endif %}{% endfor %}</p>
-<nav><a href="#headline-section">Headline</a>{% for s in audit.sections %}<a href="#{{ s.key }}">{{ s.title }}</a>{% endfor %}</nav>
-
-<section id="headline-section">
-<h2>Headline</h2>
-<table id="headline">
-<caption>Headline figures of {{ data.label }}, each with its sample size</caption>
-<thead><tr><th>figure</th><th>value</th><th>n</th><th>note</th></tr></thead>
-<tbody>
-{% for h in headline %}<tr><td>{{ h.figure }}</td><td class="num">{{ h.value }}</td><td>{{ h.n }}</td><td class="note">{{ h.note }}</td></tr>
-{% endfor %}</tbody>
-</table>
-</section>
-
-{% macro render_table(t) %}
-<table{% if t.key %} id="{{ t.key }}"{% endif %}>
-<caption>{{ t.caption }}</caption>
-<thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for r in t.rows %}<tr>{% for c in r %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</tbody>
-</table>
-{% endmacro %}
-
-{% for s in audit.sections %}
-<section id="{{ s.key }}">
-<h2>{{ s.title }}</h2>
-{% for n in s.notes %}<p class="note{% if not s.available %} na{% endif %}">{{ n }}</p>{% endfor %}
-{% for t in s.tables %}{{ render_table(t) }}{% endfor %}
-{% for p in s.plots %}<figure><img src="{{ p.uri }}" alt="{{ p.caption }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}
-{% for r in s.rows %}
-<div class="row">
-<h3>{{ r.title }}</h3>
-<p class="status {{ 'accepted' if r.status == 'accepted' else 'rejected' }}">{{ r.status }}</p>
-<dl>{% for name, text in r.fields %}<dt>{{ name }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
-{% if r.passages %}{{ render_table(r.passages) }}{% endif %}
-</div>
-{% endfor %}
-</section>
-{% endfor %}
-</body>
-</html>
-"""

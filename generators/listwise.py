@@ -18,6 +18,13 @@ the top w − s of the final list. The other windows' reasoning stays in the cal
 Shuffled presentations: sample 0 shows the candidates in retriever order; sample i > 0 in
 a seeded shuffle (distinct from the other samples' orders where the list allows). Every
 sample is mapped back to passage ids and stored as its own row (same ``list_id``).
+
+Top-up (with ``samples`` >= 2): a list with fewer valid samples than ``samples`` (invalid answers, failed calls) is
+given new presentations, with the next sample indexes (new calls, recorded and resumable
+like the others), until it has enough or has used ``samples + top_up`` presentations. A list
+still short then follows ``short_lists``: "reject" (default) rejects its valid samples with
+reason ``too_few_samples``; "flag" keeps them, each row saying ``samples_short`` (how many
+are missing), and the audit lists them.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ _IDS = re.compile(r"\[(\d+)\]")
 _CITATION = re.compile(r"\[(\d+)\]")
 
 REJECT_REASONS = ("wrong_format", "missing_ids", "duplicate_ids", "out_of_range", "truncated",
-                  "teacher_failed")
+                  "teacher_failed", "too_few_samples")
 
 Span = tuple[int, int, int]  # (pass, start, end): positions [start, end) of the current order
 
@@ -63,6 +70,13 @@ class ListwiseConfig(BaseModel):
     passage_tokens: int = Field(512, ge=8)
     samples: int = Field(1, ge=1, description="presentations per list: retriever order, then shuffles")
     constrained: bool = Field(False, description="constrain answers to the ranking shape (grammar)")
+    top_up: int = Field(2, ge=0, description="extra presentations per list, at most, to replace invalid samples")
+    short_lists: Literal["reject", "flag"] = Field(
+        "reject", description="a list still short of valid samples after top-up: reject its samples, or flag them")
+    consensus: Literal["add", "off"] = Field(
+        "add", description="with samples >= 2: add one consensus row per list with two or more kept samples")
+    consensus_method: Literal["kemeny", "borda"] = Field(
+        "kemeny", description="kemeny: exact for lists of at most 8 passages, Borda beyond; borda: always Borda")
 
     @model_validator(mode="after")
     def _coherent(self) -> "ListwiseConfig":
@@ -310,6 +324,51 @@ def rank_samples(planned: list[PlannedSample], runner: TeacherRunner,
         for ranking, call in zip(active, calls):
             ranking.record(call, answers[call.key])
     return rankings, stats
+
+
+def top_up_samples(rankings: Sequence[SampleRanking], config: ListwiseConfig, seed: int = 0) -> list[PlannedSample]:
+    """New presentations for the lists short of valid samples: one per missing sample, with
+    the next sample indexes, within ``samples + top_up`` presentations per list. Builds of one
+    sample per list are not topped up (a list whose only sample failed is simply absent)."""
+    if config.samples < 2:
+        return []
+    by_list: dict[str, list[SampleRanking]] = {}
+    for ranking in rankings:
+        by_list.setdefault(ranking.sample.candidates.list_id, []).append(ranking)
+    planned = []
+    for list_id, members in by_list.items():
+        used = 1 + max(r.sample.sample_index for r in members)
+        missing = min(config.samples - sum(r.accepted for r in members), config.samples + config.top_up - used)
+        if missing <= 0:
+            continue
+        first = min((r.sample for r in members), key=lambda sample: sample.sample_index)
+        top = first.candidates.docids[: len(first.presented)]
+        orders = presentation_orders(top, used + missing, seed, list_id)
+        planned += [PlannedSample(first.candidates, index, orders[index], first.schedule, first.prompter)
+                    for index in range(used, used + missing)]
+    return planned
+
+
+def rank_with_top_up(planned: list[PlannedSample], runner: TeacherRunner, config: ListwiseConfig, seed: int = 0,
+                     label: str = "listwise") -> tuple[list[SampleRanking], TeacherStats]:
+    """``rank_samples``, then top-up rounds until every list has enough valid samples or has
+    used its extra presentations."""
+    rankings, stats = rank_samples(planned, runner, label)
+    while extra := top_up_samples(rankings, config, seed):
+        more, round_stats = rank_samples(extra, runner, label)
+        rankings += more
+        stats.add(round_stats)
+    return rankings, stats
+
+
+def short_lists(rankings: Sequence[SampleRanking], samples: int) -> dict[str, int]:
+    """list_id -> valid samples missing, for lists with at least one valid sample but fewer
+    than ``samples``."""
+    valid: dict[str, int] = {}
+    for ranking in rankings:
+        list_id = ranking.sample.candidates.list_id
+        valid[list_id] = valid.get(list_id, 0) + ranking.accepted
+    return {list_id: samples - n for list_id, n in valid.items() if 0 < n < samples}
 
 
 def build_row(ranking: SampleRanking, prompt: Prompt, backend: str) -> dict:

@@ -124,6 +124,26 @@ def test_rejections_by_reason_with_two_examples_each(audits):
     assert ("answer", HOSTILE) in wrong_format.fields  # kept raw here; the page escapes it
 
 
+def test_per_list_table_with_verdicts_and_the_noise_estimate(audits):
+    audit = audits["ideal"]
+    records = {r["list_id"]: r for r in audit.lists}
+    assert set(records) == {f"list-{d}-q{q}" for d in ("alpha", "beta") for q in (1, 2)}
+    alpha = records["list-alpha-q1"]  # two identical samples kept, one that failed validation
+    assert (alpha["presented"], alpha["valid"], alpha["kept"], alpha["status"]) == (3, 2, 2, "kept")
+    assert alpha["reasons"] == "validate:wrong_format" and alpha["agreement"] == pytest.approx(1.0)
+    assert alpha["ndcg_qrels"] == pytest.approx(1.0)
+    assert alpha["ndcg_positives"] == pytest.approx((1 + 0.5) / (1 + 1 / math.log2(3)))
+    beta = records["list-beta-q1"]  # a third sample, reversed, removed by the agreement filter
+    assert (beta["valid"], beta["kept"]) == (3, 2) and beta["agreement"] < 1.0
+    assert beta["reasons"] == "consistency_agreement:low_agreement_tau"
+    noisy = headline(audit, "noisy_lists")  # every judged list kept: 0 of 4, Wilson upper bound 3.84 / 7.84
+    assert (noisy.value, noisy.n) == (0.0, 4) and "95% interval 0.000–0.490" in noisy.note
+    assert headline(audit, "lists_unchecked").value == 0
+    per_list = next(t for t in section(audit, "lists").tables if t.key == "per-list")
+    assert per_list.sortable and len(per_list.rows) == 4
+    assert headline(audits["reversed"], "noisy_lists").note == "no consistency filter ran on this version"
+
+
 def test_language_mix_and_cost(audits):
     audit = audits["ideal"]
     in_band = headline(audit, "ratio_in_band")  # accepted 0.1 ×3 in band; rejected 0.6, 0.01 out, 0.12 in

@@ -109,7 +109,8 @@ def test_registry_builds_a_chain_from_specs_and_describes_it_back():
     specs = [{"name": "consistency_ndcg", "alpha": 0.5}, {"name": "minhash_dedup", "threshold": 0.7, "key": "text"}]
     chain = build_chain(specs)
     described = describe_chain(chain)
-    assert described[0] == {"name": "consistency_ndcg", "alpha": 0.5, "k": 10, "on_no_positives": "reject"}
+    assert described[0] == {"name": "consistency_ndcg", "alpha": 0.5, "k": 10, "on_no_positives": "reject",
+                            "require_top_positive": True}
     assert described[1]["threshold"] == 0.7 and described[1]["num_perm"] == 128 and described[1]["key"] == "text"
     rebuilt = describe_chain(build_chain([{k: v for k, v in d.items() if k != "seen"} for d in described]))
     assert rebuilt == described

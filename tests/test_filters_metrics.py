@@ -15,11 +15,13 @@ from filters.metrics import (
     kemeny_aggregate,
     kemeny_distance,
     kendall_tau,
+    kendall_tau_top,
     mean_reciprocal_rank,
     ndcg_at_k,
     rbo,
     recall_at_k,
     reciprocal_rank,
+    top_set_agreement,
 )
 
 
@@ -62,6 +64,29 @@ def test_kendall_tau():
     assert kendall_tau(list("abcd"), list("bacd")) == pytest.approx(4 / 6)
     with pytest.raises(ValueError):
         kendall_tau(["a", "b"], ["c", "d"])
+
+
+def test_top_k_tau_ignores_disorder_below_both_top_k():
+    a = list("abcdefgh")
+    b = list("abcdhgfe")  # same top 4, the tail reversed
+    assert kendall_tau(a, b) < 0.6
+    assert kendall_tau_top(a, b, 4) == pytest.approx(1.0)
+    # an item one ranking puts in its top 2 counts at its place in the other ranking
+    assert kendall_tau_top(list("abcd"), list("cabd"), 2) == pytest.approx(kendall_tau(list("abc"), list("cab")))
+
+
+def test_top_set_agreement_is_chance_corrected_and_order_free():
+    a = list("abcdefghij")
+    assert top_set_agreement(a, list("bacdefghij"), 2) == pytest.approx(1.0)
+    assert top_set_agreement(a, list("cdabefghij"), 2) == pytest.approx((0 - 0.2) / 0.8)
+    # a random pair shares depth/n of its top sets on average: agreement ~ 0
+    rng = random.Random(0)
+    values = [top_set_agreement(a, rng.sample(a, len(a)), 5) for _ in range(2000)]
+    assert abs(sum(values) / len(values)) < 0.03
+    with pytest.raises(ValueError, match="depth"):
+        top_set_agreement(a, a, 10)
+    with pytest.raises(ValueError, match="same items"):
+        top_set_agreement(a, list("abcdefghik"), 3)
 
 
 def test_rbo_with_p_09_differs_from_average_overlap():

@@ -18,7 +18,7 @@ published rows, so a new version adds no row an earlier one had.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from filters.base import Filter, build_chain, run_chain
 from filters.text import key_text
@@ -80,9 +80,11 @@ def _published_texts(warehouse: Warehouse, dataset: str, kind: str, key) -> dict
 
 
 def stage_rows(spec: BuildSpec, warehouse: Warehouse, version: int, kind: str, snapshot_ids: list[str],
-               accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> dict:
-    """Run the kind's filter chain over the accepted rows, then stage the rows it kept and
-    every rejection (validation's and the filters', each with its filter, reason and score).
+               accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]],
+               extra_rows: Callable[[list[dict]], list[dict]] | None = None) -> dict:
+    """Run the kind's filter chain over the accepted rows, then stage the rows it kept (and
+    the rows ``extra_rows`` makes from them, e.g. consensus rows) and every rejection
+    (validation's and the filters', each with its filter, reason and score).
 
     Returns the counts a ``StageResult`` reports: attempted, accepted, rejections, filters.
     """
@@ -91,11 +93,12 @@ def stage_rows(spec: BuildSpec, warehouse: Warehouse, version: int, kind: str, s
         row["filter_verdicts"] = {label: {"keep": v.keep, "reason": v.reason, "score": v.score}
                                   for label, v in verdicts.items()}
     filtered = [(r.row, r.filter, r.reason, r.score) for r in result.rejected]
-    add_rows(warehouse, spec.dataset, version, kind, result.kept)
+    staged = result.kept + (extra_rows(result.kept) if extra_rows else [])
+    add_rows(warehouse, spec.dataset, version, kind, staged)
     add_rejections(warehouse, spec.dataset, version, kind, rejected + filtered)
     return {
         "attempted": len(accepted) + len(rejected),
-        "accepted": len(result.kept),
+        "accepted": len(staged),
         "rejections": dict(Counter(f"{stage}:{_reason_class(reason)}"
                                    for _, stage, reason, _ in rejected + filtered)),
         "filters": result.steps,

@@ -1,8 +1,10 @@
 """The listwise stage: rank candidate lists with the teacher (sliding windows, shuffled
-samples), validate strictly, attach the pointwise positives staged in the same version."""
+samples, top-up of lists short of valid samples), validate strictly, attach the pointwise
+positives staged in the same version, filter, and add one consensus row per list."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterator
 
 from prefect import task
@@ -11,7 +13,8 @@ from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import stage_rows
 from generators.candidates import CandidateList, candidate_lists
-from generators.listwise import build_row, plan_samples, rank_samples
+from filters.consistency import consensus_rows
+from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_with_top_up, short_lists
 from generators.pointwise import attach_positives, positives_by_query
 from generators.teachers import TeacherRunner
 from prompts import load_prompt
@@ -41,14 +44,43 @@ def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> Sta
     planned = [sample for lists, passages in selected_lists(spec, warehouse, snapshot_ids)
                for sample in plan_samples(lists, passages, prompt, spec.listwise, backend.model,
                                           spec.sampling, spec.seed)]
-    rankings, stats = rank_samples(planned, TeacherRunner(backend, CallStore(warehouse)), "listwise")
+    rankings, stats = rank_with_top_up(planned, TeacherRunner(backend, CallStore(warehouse)), spec.listwise,
+                                       spec.seed, "listwise")
     positives = positives_by_query(load_rows(warehouse, spec.dataset, version, "pointwise"))
     rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
-    accepted = [row for row in rows if row["reason"] is None]
-    rejected = [(row, "validate", row["reason"], None) for row in rows if row["reason"] is not None]
+    accepted, rejected = apply_short_list_policy(rows, short_lists(rankings, spec.listwise.samples), spec.listwise)
     return StageResult(
         kind="listwise",
-        **stage_rows(spec, warehouse, version, "listwise", snapshot_ids, accepted, rejected),
+        **stage_rows(spec, warehouse, version, "listwise", snapshot_ids, accepted, rejected,
+                     extra_rows=consensus_maker(spec.listwise)),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
         prompts={prompt.name: prompt.version},
     )
+
+
+def apply_short_list_policy(rows: list[dict], short: dict[str, int], config: ListwiseConfig
+                            ) -> tuple[list[dict], list[tuple[dict, str, str, float | None]]]:
+    """(accepted rows, rejections): invalid samples are rejected with their reason; valid
+    samples of a list still short after top-up are rejected ("too_few_samples", score = the
+    samples missing) or kept with ``samples_short``, as ``short_lists`` says. Accepted rows
+    say how many valid samples their list has (``valid_samples``), so a filter can tell when
+    an earlier one removed some."""
+    valid = Counter(row["list_id"] for row in rows if row["reason"] is None)
+    accepted, rejected = [], []
+    for row in rows:
+        missing = short.get(row["list_id"])
+        if row["reason"] is not None:
+            rejected.append((row, "validate", row["reason"], None))
+        elif missing and config.short_lists == "reject":
+            rejected.append(({**row, "reason": "too_few_samples"}, "validate", "too_few_samples", float(missing)))
+        else:
+            accepted.append({**row, "valid_samples": valid[row["list_id"]],
+                             **({"samples_short": missing} if missing else {})})
+    return accepted, rejected
+
+
+def consensus_maker(config: ListwiseConfig):
+    """What adds the consensus rows to the kept rows, or None when the build has none."""
+    if config.samples < 2 or config.consensus == "off":
+        return None
+    return lambda kept: consensus_rows(kept, config.consensus_method)

@@ -5,6 +5,8 @@ row's ``top_window`` (for a list ranked in one window, the whole list; with slid
 the top window of the first pass), that window's presented passage ids and the teacher's
 permutation of them. The row's full merged ranking stays in the ``parquet``/``hf`` exports.
 Rows go out in ``row_id`` order with fixed key order, so a version always exports the same bytes.
+A list with a consensus row (several samples merged, ``consensus`` names them) exports that
+row only.
 
 - ``reasonrank-sft``: LLaMA-Factory (alpaca columns) ``system``, ``instruction``, ``input``,
   ``output`` = ``<think>…</think> <answer>[4] > [2] > …</answer>``, plus ``id``; and a
@@ -71,7 +73,11 @@ def _message(row: dict, role: str) -> str:
 
 
 def _in_order(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda row: row["row_id"])
+    """The rows trainers get, by ``row_id``: a list's consensus row when it has one (its
+    samples stay in the parquet/hf exports), else each of its samples."""
+    merged = {row["list_id"] for row in rows if row.get("consensus")}
+    return sorted((row for row in rows if row.get("consensus") or row["list_id"] not in merged),
+                  key=lambda row: row["row_id"])
 
 
 @exporter("listwise", "reasonrank-sft")
