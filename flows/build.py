@@ -20,12 +20,13 @@ from flows.stages.listwise import listwise_stage
 from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
-from generators.candidates import retrieval_inputs
+from flows.stages.queries import stage_synthesized, synthesize_queries
+from generators.candidates import retrieval_inputs, retrieve
 from prompts import load_prompt
 from warehouse.candidates import has_candidates, store_candidates
 from warehouse.exports import publish_exports
 from warehouse.runs import inputs_fingerprint, last_published_inputs, record_run
-from warehouse.snapshots import ingest, latest_snapshot
+from warehouse.snapshots import ingest, latest_snapshot, snapshot_record
 from warehouse.versions import begin_version, fail_version, publish_version, spec_hash
 
 # The stages a build can run, in the order it runs them.
@@ -43,8 +44,8 @@ def ingest_sources(spec_path: str) -> list[str]:
         if source.path is None and source.hf is None:
             snapshot_ids.append(latest_snapshot(warehouse, source.name).snapshot_id)
             continue
-        location = spec.resolve(source.path) if source.path else source.hf
-        snapshot, _ = ingest(warehouse, location, source.name, source.domain, hub=source.hf is not None)
+        snapshot, _ = ingest(warehouse, source.ref(spec.resolve), source.name, source.domain,
+                             require_queries=not source.synthesize)
         snapshot_ids.append(snapshot.snapshot_id)
     return snapshot_ids
 
@@ -61,7 +62,9 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
     pending = []
     for source, snapshot_id in zip(spec.sources, snapshot_ids):
         config = spec.candidates_for(source)
-        if not has_candidates(warehouse, snapshot_id, config.retriever_id()):
+        if config.method == "run" and not has_candidates(warehouse, snapshot_id, config.retriever_id()):
+            store_candidates(warehouse, snapshot_id, config.retriever_id(), retrieve(warehouse, snapshot_id, config))
+        elif not has_candidates(warehouse, snapshot_id, config.retriever_id()):
             inputs = retrieval_inputs(warehouse, snapshot_id, config, encode_in_shards)
             pending.append((snapshot_id, config, retrieve_shard.submit(inputs[0], inputs[1], config, *inputs[2:])))
     for snapshot_id, config, future in pending:
@@ -76,7 +79,7 @@ def export_parquet(spec_path: str, version: int) -> list[str]:
     later build holds the warehouse)."""
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
-    kinds = [kind for kind in STAGES if kind in spec.kinds]
+    kinds = [kind for kind in ("queries", *STAGES) if kind in spec.kinds]
     return [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds,
                                                   spec.output_dir / spec.dataset)]
 
@@ -101,16 +104,22 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
             return {"dataset": spec.dataset, "outcome": "unchanged", "inputs": inputs,
                     "warehouse": str(spec.warehouse_path)}
+        synthesized = synthesize_queries(spec_path, snapshot_ids) if "queries" in spec.kinds else None
+        snapshot_ids = synthesized["snapshot_ids"] if synthesized else snapshot_ids
         build_candidates(spec_path, snapshot_ids)
         version = begin_version(warehouse, spec.dataset, recorded_spec, snapshot_ids)
         try:
             results, stage_seconds = [], {}
+            if synthesized:
+                results.append(stage_synthesized(spec, warehouse, version, synthesized))
             for kind in (kind for kind in STAGES if kind in spec.kinds):
                 stage_started = time.perf_counter()
                 results.append(STAGES[kind](spec_path, snapshot_ids, version))
                 stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
             manifest["timings"]["stage_seconds"] = stage_seconds
+            manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
+            manifest["mixture"] = spec.query_counts(warehouse, snapshot_ids)[1]
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")

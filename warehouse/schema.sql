@@ -133,3 +133,11 @@ CREATE TABLE IF NOT EXISTS build_runs (
     inputs       VARCHAR NOT NULL,          -- fingerprint of snapshots, spec and prompt versions
     detail       VARCHAR
 );
+
+-- Records ingest left out of a snapshot (`on_bad_record: skip`): why, and where they were.
+CREATE TABLE IF NOT EXISTS snapshot_skips (
+    snapshot_id VARCHAR NOT NULL,
+    reason      VARCHAR NOT NULL,           -- empty_text | missing_id | duplicate_id | unknown_query | ...
+    location    VARCHAR NOT NULL,           -- file:line or dataset row
+    detail      VARCHAR NOT NULL
+);
