@@ -564,6 +564,9 @@ def column_value(row: dict[str, Any], path: str) -> Any:
     return value
 
 
+_REQUIRED_ROLES = ("query", "text", "passages", "selected")
+
+
 def _value(where: Where, row: dict[str, Any], roles: dict[str, str], role: str) -> Any:
     if role not in roles:
         return None
@@ -571,7 +574,10 @@ def _value(where: Where, row: dict[str, Any], roles: dict[str, str], role: str) 
         values = [column_value(row, path) for path in roles[role].split(",")]
     except KeyError as missing:
         raise BadRecord(where, "missing_field", f"{roles[role]} ({role}): no field {missing.args[0]!r}") from None
-    return values[0] if len(values) == 1 else values
+    value = values[0] if len(values) == 1 else values
+    if value is None and role in _REQUIRED_ROLES:
+        raise BadRecord(where, "missing_field", f"{roles[role]} ({role}) has no value")
+    return value
 
 
 def _texts(where: Where, value: Any, role: str) -> list[str]:
