@@ -300,3 +300,36 @@ def test_derived_snapshot_adds_synthetic_positives(tmp_path, warehouse):
     again, created_again = derive_snapshot(warehouse, base, "b+synthetic", {"syn-1": "tell me about beta"},
                                            {"syn-1": "d2"})
     assert again.snapshot_id == derived.snapshot_id and not created_again
+
+
+def test_duckdb_read_corpus_and_record_reader_give_one_snapshot(tmp_path, warehouse):
+    """A clean corpus.jsonl is read by DuckDB itself, a corpus.parquet record by record:
+    identical content, identical snapshot (ids, integers among them, and blank-only text)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    corpus = [{"_id": "d1", "title": "A", "text": "alpha \"quoted\" é"}, {"_id": "d2", "text": "beta"},
+              {"_id": "d3", "title": "only a title", "text": ""}]
+    jsonl = write_beir(tmp_path / "jsonl", corpus, GOOD_QUERIES, ["q1\td1\t1", "q1\td3\t0"])
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    pq.write_table(pa.Table.from_pylist([{**r, "title": r.get("title")} for r in corpus]), parquet / "corpus.parquet")
+    (parquet / "queries.jsonl").write_bytes((jsonl / "queries.jsonl").read_bytes())
+    (parquet / "qrels").mkdir()
+    (parquet / "qrels" / "test.tsv").write_bytes((jsonl / "qrels" / "test.tsv").read_bytes())
+    first, _ = ingest(warehouse, jsonl, "same", "test")
+    second, created = ingest(warehouse, parquet, "same", "test")
+    assert second.snapshot_id == first.snapshot_id and not created
+    stored = warehouse.con.execute("SELECT docid, title, text FROM passages ORDER BY docid").fetchall()
+    assert stored == [("d1", "A", "alpha \"quoted\" é"), ("d2", "", "beta"), ("d3", "only a title", "")]
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"_id": 7, "title": "", "text": "\u3000\n"}, "empty_text"),
+    ({"_id": "d7", "text": 5}, "bad_field"),
+    ({"_id": "", "text": "x"}, "bad_id"),
+])
+def test_records_duckdb_would_accept_are_checked_like_python(tmp_path, warehouse, record, reason):
+    folder = write_beir(tmp_path / "c", [GOOD_CORPUS[0], record], GOOD_QUERIES)
+    snapshot, _ = ingest(warehouse, folder, "c", "test", on_bad_record="skip")
+    assert [s.reason for s in skipped_records(warehouse, snapshot.snapshot_id)] == [reason]

@@ -14,7 +14,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import duckdb
 import pyarrow as pa
 
 from warehouse.db import Warehouse
@@ -65,6 +67,7 @@ class Stager:
         self.token = uuid.uuid4().hex[:12]
         self.skipped: list[SkippedRecord] = []
         self.seq = 0
+        self.bulk: BulkCorpus | None = None
         self.buffers: dict[str, list[tuple]] = {table: [] for table in _STAGE_COLUMNS}
         for table, columns in _STAGE_COLUMNS.items():
             self.con.execute(f"CREATE TABLE {self.table(table)} ({columns}, {_LOCATION_COLUMNS})")
@@ -86,6 +89,11 @@ class Stager:
 
     def qrel(self, where: Where, split: str, qid: str, docid: str, grade: int) -> None:
         self._add("qrels", (split, qid, docid, grade), where)
+
+    def bulk_passages(self, path: Path, fallback: Callable[[], None]) -> None:
+        """Take a JSONL corpus as DuckDB reads it (``read_json``, no Python per record); if
+        any record needs a closer look, ``fallback`` stages it record by record instead."""
+        self.bulk = BulkCorpus(path, fallback)
 
     def bad(self, error: BadRecord) -> None:
         if self.on_bad_record == "fail":
@@ -121,6 +129,10 @@ class Stager:
         """Flush, then check duplicate ids and qrels references in SQL."""
         for table in _STAGE_COLUMNS:
             self.flush(table)
+        if self.bulk is not None and not self.bulk.check(self.con, self.table("qrels")):
+            fallback, self.bulk = self.bulk.fallback, None
+            fallback()
+            self.flush("passages")
         self._check_duplicates("passages", "docid", "(title, text)", "passage", self.plan.merge_passages)
         self._check_duplicates("queries", "qid", "(text, answers)", "query", self.plan.merge_queries)
         self._check_qrels()
@@ -129,7 +141,7 @@ class Stager:
         """A repeated id is an error (or skipped), unless ``merge`` and its content is identical."""
         staged = self.table(table)
         repeated = self.con.execute(
-            f"SELECT count(*) FROM (SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1)").fetchone()[0]
+            f"SELECT count(*) FROM (SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1)").fetchall()[0][0]
         if not repeated:
             return
         differs = f"{content} IS DISTINCT FROM first_content" if merge else "true"
@@ -147,7 +159,7 @@ class Stager:
         rows = self.con.execute(
             f"SELECT r.seq, r.src, r.n, r.sub, r.qid, r.docid, q.qid IS NULL, p.docid IS NULL"
             f" FROM {self.table('qrels')} r LEFT JOIN {self.table('queries')} q USING (qid)"
-            f" LEFT JOIN {self.table('passages')} p ON p.docid = r.docid"
+            f" LEFT JOIN {self._passages()} p ON p.docid = r.docid"
             f" WHERE q.qid IS NULL OR p.docid IS NULL ORDER BY r.seq").fetchall()
         for seq, src, n, sub, qid, docid, no_query, _ in rows:
             where = (src, n, sub or "")
@@ -163,9 +175,10 @@ class Stager:
 
     def counts(self) -> tuple[int, int, int]:
         """(passages, queries, qrels) as they will be stored (qrels: one per split, qid, docid)."""
+        passages = self.bulk.rows if self.bulk is not None else f"(SELECT count(*) FROM {self.table('passages')})"
         return tuple(self.con.execute(
-            f"SELECT (SELECT count(*) FROM {self.table('passages')}), (SELECT count(*) FROM {self.table('queries')}),"
-            f" (SELECT count(*) FROM (SELECT DISTINCT split, qid, docid FROM {self.table('qrels')}))").fetchone())
+            f"SELECT {passages}, (SELECT count(*) FROM {self.table('queries')}),"
+            f" (SELECT count(*) FROM (SELECT DISTINCT split, qid, docid FROM {self.table('qrels')}))").fetchall()[0])
 
     def content_digest(self) -> str:
         """An order-independent digest of the staged content (sums of per-record md5 halves)."""
@@ -175,10 +188,17 @@ class Stager:
                 ("queries", "qid || chr(0) || text || chr(0) || coalesce(to_json(answers)::VARCHAR, '')"),
                 ("qrels", "split || chr(0) || qid || chr(0) || docid || chr(0) || grade::VARCHAR")):
             source = self.table(table) if table != "qrels" else self._final_qrels()
+            if table == "passages" and self.bulk is not None:
+                parts.append(self.bulk.digest)
+                continue
             parts.append(self.con.execute(
-                f"SELECT count(*), sum(md5_number_lower({expression})::HUGEINT)::VARCHAR,"
-                f" sum(md5_number_upper({expression})::HUGEINT)::VARCHAR FROM {source}").fetchone())
+                f"SELECT count(*), sum((h >> 64)::HUGEINT)::VARCHAR, sum((h & {2**64 - 1}::UHUGEINT)::HUGEINT)::VARCHAR"
+                f" FROM (SELECT md5_number({expression}) AS h FROM {source})").fetchall()[0])
         return json.dumps([list(part) for part in parts])
+
+    def _passages(self) -> str:
+        """The staged passages (docid, title, text): the staging table, or the bulk corpus."""
+        return self.bulk.relation() if self.bulk is not None else self.table("passages")
 
     def _final_qrels(self) -> str:
         """Qrels as stored: the last grade given to each (split, qid, docid)."""
@@ -187,10 +207,8 @@ class Stager:
 
     def write(self, snapshot_id: str) -> None:
         """Move the staged records into the snapshot tables."""
-        self.con.execute(f"INSERT INTO passages SELECT ?, docid, title, text FROM {self.table('passages')} ORDER BY seq",
-                         [snapshot_id])
-        self.con.execute(f"INSERT INTO queries SELECT ?, qid, text, answers FROM {self.table('queries')} ORDER BY seq",
-                         [snapshot_id])
+        self.con.execute(f"INSERT INTO passages SELECT ?, docid, title, text FROM {self._passages()}", [snapshot_id])
+        self.con.execute(f"INSERT INTO queries SELECT ?, qid, text, answers FROM {self.table('queries')}", [snapshot_id])
         self.con.execute(f"INSERT INTO qrels SELECT ?, split, qid, docid, grade FROM {self._final_qrels()}",
                          [snapshot_id])
         if self.skipped:
@@ -206,6 +224,66 @@ class Stager:
     def drop(self) -> None:
         for table in _STAGE_COLUMNS:
             self.con.execute(f"DROP TABLE IF EXISTS {self.table(table)}")
+
+
+@dataclass
+class BulkCorpus:
+    """A BEIR ``corpus.jsonl`` read by DuckDB itself. One scan checks every record (an id that
+    is a non-empty string or integer, unique; title and text strings, not both blank) and
+    every qrels passage id, and computes the content digest; only a clean corpus is used as
+    it is, the rest go to the record-by-record reader for exact lines and reasons."""
+
+    path: Path
+    fallback: Callable[[], None]
+    rows: int = 0
+    digest: tuple = ()
+
+    _COLUMNS = "{'_id': 'JSON', 'id': 'JSON', 'docid': 'JSON', 'title': 'JSON', 'text': 'JSON'}"
+    _BLANK = "' \t\n\r\x0b\x0c'"
+
+    def scan(self) -> str:
+        return (f"(SELECT coalesce(_id, id, docid) AS raw_id, title AS raw_title, text AS raw_text FROM "
+                f"read_json('{_sql_string(self.path)}', format='newline_delimited', columns={self._COLUMNS}))")
+
+    def relation(self) -> str:
+        return (f"(SELECT raw_id->>'$' AS docid, coalesce(raw_title->>'$', '') AS title, raw_text->>'$' AS text"
+                f" FROM {self.scan()})")
+
+    def check(self, con: duckdb.DuckDBPyConnection, qrels_table: str) -> bool:
+        """True when the corpus is clean and knows every qrels passage id (``rows`` and
+        ``digest`` are then set); False on any doubt, DuckDB's own read errors included.
+        The scan runs on its own cursor, so a read error leaves the ingest transaction usable."""
+        wanted = con.sql(f"SELECT DISTINCT docid FROM {qrels_table}").to_arrow_table()
+        reader = con.cursor()
+        try:
+            reader.register("_qrels_docids", wanted)
+            n, distinct, bad, upper, lower, found = reader.execute(
+                f"SELECT count(*), count(DISTINCT docid), count(*) FILTER (WHERE"
+                f" coalesce(json_type(raw_id), '') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT') OR trim(docid) = ''"
+                f" OR coalesce(json_type(raw_text), '') <> 'VARCHAR' OR coalesce(json_type(raw_title), 'NULL')"
+                f" NOT IN ('VARCHAR', 'NULL') OR (length(title) + length(text) < 256"
+                f" AND NOT regexp_matches(title || text, '{_NOT_SPACE}'))),"
+                f" sum((h >> 64)::HUGEINT)::VARCHAR, sum((h & {2**64 - 1}::UHUGEINT)::HUGEINT)::VARCHAR,"
+                f" count(DISTINCT docid) FILTER (WHERE docid IN (SELECT docid FROM _qrels_docids))"
+                f" FROM (SELECT *, md5_number(docid || chr(0) || title || chr(0) || text) AS h FROM"
+                f" (SELECT *, raw_id->>'$' AS docid, coalesce(raw_title->>'$', '') AS title,"
+                f" coalesce(raw_text->>'$', '') AS text FROM {self.scan()}))").fetchall()[0]
+        except duckdb.Error:
+            return False
+        finally:
+            reader.close()
+        if bad or distinct != n or found != wanted.num_rows:
+            return False
+        self.rows, self.digest = n, (n, upper, lower)
+        return True
+
+
+# What Python's str.strip() removes; a passage made only of these is blank.
+_NOT_SPACE = "[^\\s\\x0b\\x1c-\\x1f\\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}]"
+
+
+def _sql_string(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def fingerprint(name: str, domain: str, content_digest: str, skipped: list[SkippedRecord]) -> str:
@@ -283,7 +361,7 @@ def derive_snapshot(warehouse: Warehouse, base: Snapshot, name: str, queries: di
             "docid": [positives[q] for q in qids], "grade": pa.array([1] * len(qids), pa.int32())}))
         counts = con.execute("SELECT (SELECT count(*) FROM passages WHERE snapshot_id = $s),"
                              " (SELECT count(*) FROM queries WHERE snapshot_id = $s),"
-                             " (SELECT count(*) FROM qrels WHERE snapshot_id = $s)", {"s": snapshot_id}).fetchone()
+                             " (SELECT count(*) FROM qrels WHERE snapshot_id = $s)", {"s": snapshot_id}).fetchall()[0]
         con.execute("INSERT INTO snapshots (snapshot_id, name, domain, source, source_kind, n_passages, n_queries,"
                     " n_qrels) VALUES (?, ?, ?, ?, 'synthetic', ?, ?, ?)",
                     [snapshot_id, name, base.domain, f"derived:{base.snapshot_id}", *counts])

@@ -271,9 +271,16 @@ def _read_beir_folder(sink: RecordSink, folder: Path, need_queries: bool = True)
     corpus, queries = _iter_table(folder, "corpus"), _iter_table(folder, "queries")
     if corpus is None:
         raise InputError(f"{folder}: not a BEIR folder (needs corpus.jsonl|parquet and queries.jsonl|parquet)")
-    each_record(sink, corpus, lambda where, record: sink.passage(
-        where, _record_id(where, record), _text_field(where, record, "title", False),
-        _text_field(where, record, "text")))
+    def stage_corpus() -> None:
+        each_record(sink, corpus, lambda where, record: sink.passage(
+            where, _record_id(where, record), _text_field(where, record, "title", False),
+            _text_field(where, record, "text")))
+
+    bulk = getattr(sink, "bulk_passages", None)
+    if bulk is not None and (folder / "corpus.jsonl").is_file():
+        bulk(folder / "corpus.jsonl", stage_corpus)
+    else:
+        stage_corpus()
     if queries is not None:
         each_record(sink, queries, lambda where, record: sink.query(
             where, _record_id(where, record), _text_field(where, record, "text"),
