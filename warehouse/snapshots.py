@@ -112,7 +112,7 @@ class Stager:
         if not rows:
             return
         columns = [column.split()[0] for column in f"{_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS}".split(", ")]
-        arrays = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+        arrays = dict(zip(columns, (list(column) for column in zip(*rows))))
         if table == "queries":
             arrays["answers"] = pa.array(arrays["answers"], type=pa.list_(pa.string()))
         chunk = pa.table(arrays)
