@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Callable
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from warehouse.db import Warehouse
 from warehouse.errors import InputError
@@ -54,11 +57,16 @@ _STAGE_COLUMNS = {
     "qrels": "split VARCHAR, qid VARCHAR, docid VARCHAR, grade INTEGER",
 }
 _LOCATION_COLUMNS = "seq BIGINT, src VARCHAR, n BIGINT, sub VARCHAR"
+_PASSAGE_SCHEMA = pa.schema([("docid", pa.string()), ("title", pa.string()), ("text", pa.string()),
+                             ("seq", pa.int64()), ("src", pa.string()), ("n", pa.int64()), ("sub", pa.string())])
 
 
 class Stager:
     """The sink that ingest readers write into: validates each record, buffers it, and
-    appends chunks of ``CHUNK_ROWS`` to staging tables of the open transaction."""
+    appends chunks of ``CHUNK_ROWS`` to staging: queries and qrels to tables of the open
+    transaction, passages (the bulk of a source) to a temporary Parquet file that DuckDB
+    reads back, so memory stays bounded whatever the corpus size. Passages set aside later
+    (duplicates) are listed by ``seq`` in a table of dropped records."""
 
     def __init__(self, warehouse: Warehouse, plan: ReadPlan, on_bad_record: OnBadRecord):
         self.con = warehouse.con
@@ -69,8 +77,17 @@ class Stager:
         self.seq = 0
         self.bulk: BulkCorpus | None = None
         self.buffers: dict[str, list[tuple]] = {table: [] for table in _STAGE_COLUMNS}
-        for table, columns in _STAGE_COLUMNS.items():
-            self.con.execute(f"CREATE TABLE {self.table(table)} ({columns}, {_LOCATION_COLUMNS})")
+        self.folder = Path(tempfile.mkdtemp(prefix="synthrank-ingest-"))
+        self.passage_file = self.folder / "passages.parquet"
+        self.passage_writer = pq.ParquetWriter(self.passage_file, _PASSAGE_SCHEMA, compression="none",
+                                               use_dictionary=["src", "sub"])
+        self.dropped_passages = False
+
+    def create_tables(self) -> None:
+        """The staging tables, inside the ingest transaction."""
+        for table in ("queries", "qrels"):
+            self.con.execute(f"CREATE TABLE {self.table(table)} ({_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS})")
+        self.con.execute(f"CREATE TABLE {self.table('dropped')} (seq BIGINT)")
 
     def table(self, name: str) -> str:
         return f"_stage_{name}_{self.token}"
@@ -113,6 +130,10 @@ class Stager:
             return
         columns = [column.split()[0] for column in f"{_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS}".split(", ")]
         arrays = dict(zip(columns, (list(column) for column in zip(*rows))))
+        if table == "passages":
+            self.passage_writer.write_table(pa.table(arrays, schema=_PASSAGE_SCHEMA))
+            rows.clear()
+            return
         if table == "queries":
             arrays["answers"] = pa.array(arrays["answers"], type=pa.list_(pa.string()))
         chunk = pa.table(arrays)
@@ -133,13 +154,14 @@ class Stager:
             fallback, self.bulk = self.bulk.fallback, None
             fallback()
             self.flush("passages")
+        self.passage_writer.close()
         self._check_duplicates("passages", "docid", "(title, text)", "passage", self.plan.merge_passages)
         self._check_duplicates("queries", "qid", "(text, answers)", "query", self.plan.merge_queries)
         self._check_qrels()
 
     def _check_duplicates(self, table: str, key: str, content: str, noun: str, merge: bool) -> None:
         """A repeated id is an error (or skipped), unless ``merge`` and its content is identical."""
-        staged = self.table(table)
+        staged = self._staged(table)
         repeated = self.con.execute(
             f"SELECT count(*) FROM (SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1)").fetchall()[0][0]
         if not repeated:
@@ -152,8 +174,12 @@ class Stager:
         for value, _, src, n, sub in rows:
             self.bad(BadRecord((src, n, sub or ""), "duplicate_id", f"duplicate {noun} id {value!r}"))
         # keep the first record of every id
-        self.con.execute(f"DELETE FROM {staged} WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER "
-                         f"(PARTITION BY {key} ORDER BY seq) AS rn FROM {staged}) WHERE rn > 1)")
+        later = f"SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION BY {key} ORDER BY seq) AS rn FROM {staged}) WHERE rn > 1"
+        if table == "passages":
+            self.con.execute(f"INSERT INTO {self.table('dropped')} {later}")
+            self.dropped_passages = True
+        else:
+            self.con.execute(f"DELETE FROM {staged} WHERE seq IN ({later})")
 
     def _check_qrels(self) -> None:
         rows = self.con.execute(
@@ -175,7 +201,7 @@ class Stager:
 
     def counts(self) -> tuple[int, int, int]:
         """(passages, queries, qrels) as they will be stored (qrels: one per split, qid, docid)."""
-        passages = self.bulk.rows if self.bulk is not None else f"(SELECT count(*) FROM {self.table('passages')})"
+        passages = self.bulk.rows if self.bulk is not None else f"(SELECT count(*) FROM {self._passages()})"
         return tuple(self.con.execute(
             f"SELECT {passages}, (SELECT count(*) FROM {self.table('queries')}),"
             f" (SELECT count(*) FROM (SELECT DISTINCT split, qid, docid FROM {self.table('qrels')}))").fetchall()[0])
@@ -187,7 +213,7 @@ class Stager:
                 ("passages", "docid || chr(0) || title || chr(0) || text"),
                 ("queries", "qid || chr(0) || text || chr(0) || coalesce(to_json(answers)::VARCHAR, '')"),
                 ("qrels", "split || chr(0) || qid || chr(0) || docid || chr(0) || grade::VARCHAR")):
-            source = self.table(table) if table != "qrels" else self._final_qrels()
+            source = self._staged(table) if table != "qrels" else self._final_qrels()
             if table == "passages" and self.bulk is not None:
                 parts.append(self.bulk.digest)
                 continue
@@ -198,7 +224,13 @@ class Stager:
 
     def _passages(self) -> str:
         """The staged passages (docid, title, text): the staging table, or the bulk corpus."""
-        return self.bulk.relation() if self.bulk is not None else self.table("passages")
+        if self.bulk is not None:
+            return self.bulk.relation()
+        kept = f" WHERE seq NOT IN (SELECT seq FROM {self.table('dropped')})" if self.dropped_passages else ""
+        return f"(SELECT * FROM read_parquet('{_sql_string(self.passage_file)}'){kept})"
+
+    def _staged(self, table: str) -> str:
+        return self._passages() if table == "passages" else self.table(table)
 
     def _final_qrels(self) -> str:
         """Qrels as stored: the last grade given to each (split, qid, docid)."""
@@ -222,8 +254,14 @@ class Stager:
                 self.con.unregister("_stage_skips")
 
     def drop(self) -> None:
-        for table in _STAGE_COLUMNS:
+        """Drop the staging tables (inside the transaction)."""
+        for table in ("queries", "qrels", "dropped"):
             self.con.execute(f"DROP TABLE IF EXISTS {self.table(table)}")
+
+    def remove_files(self) -> None:
+        """Remove the staging Parquet file, whatever happened."""
+        self.passage_writer.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @dataclass
@@ -313,23 +351,27 @@ def ingest(warehouse: Warehouse, source: str | Path | SourceRef, name: str, doma
     ref = source if isinstance(source, SourceRef) else SourceRef(str(source), hub=hub)
     policy = on_bad_record or ref.on_bad_record
     plan = plan_source(ref)
-    with warehouse.transaction():
-        stager = Stager(warehouse, plan, policy)
-        plan.read(stager)
-        stager.finish()
-        n_passages, n_queries, n_qrels = stager.counts()
-        if not n_passages or (require_queries and not n_queries):
-            raise InputError(f"{ref.location}: no passages or no queries found"
-                             + (f" ({len(stager.skipped)} records skipped)" if stager.skipped else ""))
-        snapshot_id = fingerprint(name, domain, stager.content_digest(), stager.skipped)
-        existing = find_snapshot(warehouse, snapshot_id)
-        if existing is None:
-            stager.write(snapshot_id)
-            warehouse.con.execute(
-                "INSERT INTO snapshots (snapshot_id, name, domain, source, source_kind, n_passages,"
-                " n_queries, n_qrels) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [snapshot_id, name, domain, ref.describe(), plan.kind, n_passages, n_queries, n_qrels])
-        stager.drop()
+    stager = Stager(warehouse, plan, policy)
+    try:
+        with warehouse.transaction():
+            stager.create_tables()
+            plan.read(stager)
+            stager.finish()
+            n_passages, n_queries, n_qrels = stager.counts()
+            if not n_passages or (require_queries and not n_queries):
+                raise InputError(f"{ref.location}: no passages or no queries found"
+                                 + (f" ({len(stager.skipped)} records skipped)" if stager.skipped else ""))
+            snapshot_id = fingerprint(name, domain, stager.content_digest(), stager.skipped)
+            existing = find_snapshot(warehouse, snapshot_id)
+            if existing is None:
+                stager.write(snapshot_id)
+                warehouse.con.execute(
+                    "INSERT INTO snapshots (snapshot_id, name, domain, source, source_kind, n_passages,"
+                    " n_queries, n_qrels) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [snapshot_id, name, domain, ref.describe(), plan.kind, n_passages, n_queries, n_qrels])
+            stager.drop()
+    finally:
+        stager.remove_files()
     if existing is not None:
         return existing, False
     return Snapshot(snapshot_id, name, domain, ref.describe(), plan.kind, n_passages, n_queries, n_qrels,
