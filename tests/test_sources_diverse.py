@@ -333,3 +333,11 @@ def test_records_duckdb_would_accept_are_checked_like_python(tmp_path, warehouse
     folder = write_beir(tmp_path / "c", [GOOD_CORPUS[0], record], GOOD_QUERIES)
     snapshot, _ = ingest(warehouse, folder, "c", "test", on_bad_record="skip")
     assert [s.reason for s in skipped_records(warehouse, snapshot.snapshot_id)] == [reason]
+
+
+def test_streaming_reads_the_same_rows(tmp_path, warehouse):
+    rows = [{"question": f"question {i}", "answer": f"answer {i}"} for i in range(10)]
+    path = str(save(rows, tmp_path, "parquet"))
+    streamed, _ = ingest(warehouse, SourceRef(path, layout="qa", streaming=True, limit=4), "s", "test")
+    loaded, created = ingest(warehouse, SourceRef(path, layout="qa", limit=4), "s", "test")
+    assert streamed.n_queries == 4 and loaded.snapshot_id == streamed.snapshot_id and not created
