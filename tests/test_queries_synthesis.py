@@ -71,3 +71,11 @@ def test_cli_ingest_fails_with_the_hint_then_skips_with_the_option(tmp_path):
     done = synthrank(*args, "--skip-bad-records")
     assert done.returncode == 0, done.stderr
     assert "2 passages" in done.stdout and "skipped 1 empty_text" in done.stdout and "corpus.jsonl:2" in done.stdout
+
+
+def test_both_query_prompts_ask_for_the_parsed_shape():
+    for name in ("queries_inpars", "queries_reasoning"):
+        prompt = load_prompt(name)
+        assert prompt.placeholders() == {"passage", "k"}
+        user = prompt.render(passage="Insulin lowers blood sugar.", k="3")[-1]["content"]
+        assert "Write 3 different" in user and "<query>" in user and "Insulin lowers blood sugar." in user
