@@ -149,7 +149,7 @@ def _plan_main(ref: SourceRef) -> ReadPlan:
     if path.is_dir():
         if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
             return _plan_dataset(ref)
-        return ReadPlan("beir", read=lambda sink: _read_beir_folder(sink, path, need_queries=ref.topics is None))
+        return ReadPlan("beir", read=lambda sink: _read_beir_folder(sink, path))
     if path.is_file():
         if path.suffix in (".jsonl", ".json"):
             return ReadPlan("table", merge_passages=True, read=lambda sink: _read_query_list(sink, _iter_jsonl(path)))
@@ -267,10 +267,11 @@ def _answers(where: Where, value: Any, name: str = "answers") -> list[str] | Non
 # --- BEIR folders, query lists, TREC files ------------------------------------------
 
 
-def _read_beir_folder(sink: RecordSink, folder: Path, need_queries: bool = True) -> None:
+def _read_beir_folder(sink: RecordSink, folder: Path) -> None:
     corpus, queries = _iter_table(folder, "corpus"), _iter_table(folder, "queries")
     if corpus is None:
-        raise InputError(f"{folder}: not a BEIR folder (needs corpus.jsonl|parquet and queries.jsonl|parquet)")
+        raise InputError(f"{folder}: not a BEIR folder (needs corpus.jsonl|parquet, and queries.jsonl|parquet "
+                         "or a `topics` file for its queries)")
     def stage_corpus() -> None:
         each_record(sink, corpus, lambda where, record: sink.passage(
             where, _record_id(where, record), _text_field(where, record, "title", False),
