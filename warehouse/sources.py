@@ -272,6 +272,7 @@ def _read_beir_folder(sink: RecordSink, folder: Path) -> None:
     if corpus is None:
         raise InputError(f"{folder}: not a BEIR folder (needs corpus.jsonl|parquet, and queries.jsonl|parquet "
                          "or a `topics` file for its queries)")
+
     def stage_corpus() -> None:
         each_record(sink, corpus, lambda where, record: sink.passage(
             where, _record_id(where, record), _text_field(where, record, "title", False),
