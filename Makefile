@@ -18,6 +18,11 @@ LLAMA_STAMP := .venv/.llama-$(LLAMA_VERSION)-$(LLAMA_BUILD)
 
 .PHONY: demo test install clean doctor
 
+# Label Studio, for `synthrank review` and its tests, in a venv of its own: it pins Django and
+# friends that must not meet the pipeline's dependencies. synthrank talks to it over HTTP only.
+LABEL_STUDIO_VERSION := 1.23.2
+REVIEW_STAMP := .venv-review/.installed
+
 $(PY):
 	python3 -m venv .venv
 	$(PIP) install -q --upgrade pip wheel setuptools
@@ -26,6 +31,7 @@ $(PY):
 # one, say) must never be reused. The check afterwards refuses a build with AMX code paths.
 $(LLAMA_STAMP): | $(PY)
 	rm -f .venv/.llama-*
+	$(PIP) install -q numpy typing-extensions diskcache jinja2
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q --no-cache-dir --force-reinstall \
 	  --no-deps --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)"
 	$(PY) generators/teachers/llama_build.py --expect $(LLAMA_BUILD)
@@ -39,11 +45,16 @@ $(STAMP): pyproject.toml $(LLAMA_STAMP) | $(PY)
 
 install: $(STAMP)
 
+$(REVIEW_STAMP):
+	python3 -m venv .venv-review
+	.venv-review/bin/pip install -q "label-studio==$(LABEL_STUDIO_VERSION)"
+	touch $(REVIEW_STAMP)
+
 # A second `make demo` reuses every stored teacher answer and publishes the next version.
 demo: install
 	HF_HUB_OFFLINE=1 .venv/bin/synthrank build examples/demo.yaml
 
-test: install
+test: install $(REVIEW_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
 
 doctor: install

@@ -11,7 +11,9 @@ import time
 from datetime import datetime
 
 from prefect import flow, task
+from prefect.states import Completed, State
 
+from flows.prefect_server import prefect_api
 from flows.runners import task_runner
 from flows.shards import encode_in_shards, retrieve_shard
 from flows.spec import BuildSpec, load_spec
@@ -22,12 +24,17 @@ from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
 from flows.stages.queries import stage_synthesized, synthesize_queries
 from generators.candidates import retrieval_inputs, retrieve
+from generators.review import apply_human_judgments
 from prompts import load_prompt
 from warehouse.candidates import has_candidates, store_candidates
-from warehouse.exports import publish_exports
-from warehouse.runs import inputs_fingerprint, last_published_inputs, record_run
+from warehouse.errors import SynthrankError
+from warehouse.exports import complete_exports, export_files, publish_exports
+from warehouse.review import judgments_fingerprint
+from warehouse.runs import inputs_fingerprint, record_run
 from warehouse.snapshots import ingest, latest_snapshot, snapshot_record
-from warehouse.versions import begin_version, fail_version, publish_version, spec_hash
+from warehouse.testhooks import kill_point
+from warehouse.versions import (begin_version, discard_version, fail_version, failed_calls, latest_published,
+                                publish_version, same_rows, spec_hash)
 
 # The stages a build can run, in the order it runs them.
 STAGES = {"pointwise": pointwise_stage, "listwise": listwise_stage, "negatives": negatives_stage,
@@ -80,17 +87,21 @@ def export_parquet(spec_path: str, version: int) -> list[str]:
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
     kinds = [kind for kind in ("queries", *STAGES) if kind in spec.kinds]
-    return [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds,
-                                                  spec.output_dir / spec.dataset)]
+    return [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds, spec.dataset_dir)]
 
 
 @flow(name="synthrank-build")
 def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool = False) -> dict:
     """Run a build spec end to end and publish a new version of its dataset.
 
-    With ``only_if_changed`` (scheduled runs) and the spec's ``publish: if_changed``, a run
-    whose inputs (snapshots, spec, prompt versions) match the latest published version
-    records ``unchanged`` and publishes nothing.
+    A build first completes what a killed build left: the export of a published version.
+    When that version was made from the same inputs (snapshots, spec, prompt versions), it
+    is this run's result and nothing new is published. With ``only_if_changed`` (scheduled
+    runs) and the spec's ``publish: if_changed``, a run whose inputs match a complete latest
+    version records ``unchanged``; an incomplete one (teacher calls failed) is built again,
+    retrying those calls, and a new version is published only if its rows changed. A build
+    in which every teacher call, or more than ``max_failed_share`` of them, failed raises
+    instead of publishing. The run's final state names the outcome (see ``outcome_state``).
     """
     started, started_at = time.perf_counter(), datetime.now()
     spec = load_spec(spec_path)
@@ -98,12 +109,23 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
         snapshot_ids = ingest_sources(spec_path)
         recorded_spec = spec.model_dump(mode="json")
         used = prompt_versions({kind: recorded_spec.get(kind) for kind in spec.kinds})
+        if spec.review.override:  # new human judgments are a changed input
+            used["human_judgments"] = judgments_fingerprint(warehouse, spec.dataset)
         inputs = inputs_fingerprint(snapshot_ids, spec_hash(recorded_spec), used)
-        if (only_if_changed and spec.publish == "if_changed"
-                and inputs == last_published_inputs(warehouse, spec.dataset)):
+        base = {"dataset": spec.dataset, "inputs": inputs, "warehouse": str(spec.warehouse_path)}
+        completed = complete_exports(warehouse, spec.dataset, spec.dataset_dir)
+        latest = latest_published(warehouse, spec.dataset)
+        same_inputs = latest is not None and latest["manifest"].get("inputs") == inputs
+        if same_inputs and latest["version"] in completed:
+            record_run(warehouse, spec.dataset, started_at, "published", latest["version"], inputs,
+                       "export completed after an interrupted build")
+            outputs = [str(path) for path in export_files(spec.dataset_dir / f"v{latest['version']}")]
+            return outcome_state({**latest["manifest"], **base, "outcome": "resumed", "version": latest["version"],
+                                  "outputs": outputs, "wall_seconds": round(time.perf_counter() - started, 2)})
+        scheduled = only_if_changed and spec.publish == "if_changed"
+        if scheduled and same_inputs and not failed_calls(latest["manifest"]):
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
-            return {"dataset": spec.dataset, "outcome": "unchanged", "inputs": inputs,
-                    "warehouse": str(spec.warehouse_path)}
+            return outcome_state({**base, "outcome": "unchanged", "version": latest["version"]})
         synthesized = synthesize_queries(spec_path, snapshot_ids) if "queries" in spec.kinds else None
         snapshot_ids = synthesized["snapshot_ids"] if synthesized else snapshot_ids
         build_candidates(spec_path, snapshot_ids)
@@ -120,22 +142,71 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             manifest["timings"]["stage_seconds"] = stage_seconds
             manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
             manifest["mixture"] = spec.query_counts(warehouse, snapshot_ids)[1]
+            check_failed_share(spec, manifest)
+            if spec.review.override:
+                manifest["human_review"] = human_review(spec, version)
+            if scheduled and same_inputs and same_rows(warehouse, spec.dataset, version, latest):
+                discard_version(warehouse, spec.dataset, version)
+                record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs,
+                           f"retried {failed_calls(latest['manifest'])} failed teacher calls; no row changed")
+                return outcome_state({**manifest, **base, "outcome": "unchanged", "version": latest["version"]})
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")
             record_run(warehouse, spec.dataset, started_at, "failed", version, inputs, repr(exc)[:500])
             raise
+        kill_point("published")
         record_run(warehouse, spec.dataset, started_at, "published", version, inputs)
+        kill_point("recorded")
         outputs = export_parquet(spec_path, version)
-    return {**manifest, "dataset": spec.dataset, "outcome": "published", "version": version,
-            "inputs": inputs, "outputs": outputs, "warehouse": str(spec.warehouse_path),
-            "wall_seconds": round(time.perf_counter() - started, 2)}
+    return outcome_state({**manifest, **base, "outcome": "published", "version": version, "outputs": outputs,
+                          "wall_seconds": round(time.perf_counter() - started, 2)})
+
+
+def check_failed_share(spec: BuildSpec, manifest: dict) -> None:
+    """Raise when every teacher call of the build failed, or more than ``max_failed_share``."""
+    failed = failed_calls(manifest)
+    total = sum(t["calls_made"] + t["calls_reused"] for t in manifest["teachers"])
+    if failed and (failed == total or failed > spec.max_failed_share * total):
+        errors = [" ".join(error.split()) for t in manifest["teachers"] for error in t.get("errors", [])]
+        limit = "every one" if failed == total else f"more than max_failed_share {spec.max_failed_share:g}"
+        raise SynthrankError(
+            f"{failed} of {total} teacher calls failed ({limit}), so nothing was published; first error: "
+            f"{errors[0] if errors else 'n/a'}. Run the build again once the teacher answers: it retries "
+            "exactly the failed calls")
+
+
+def outcome_state(summary: dict) -> State:
+    """The run's final state: Completed, or a completed state named Incomplete (teacher calls
+    failed) or Unchanged, with a message saying what happened; the summary is its result."""
+    where = f"{summary['dataset']}@{summary['version']}"
+    failed = failed_calls(summary)
+    if summary["outcome"] == "unchanged":
+        name, message = "Unchanged", f"inputs unchanged since {where}; nothing published"
+        if failed:
+            name, message = "Incomplete", (f"retried the failed teacher calls of {where}: {failed} failed again "
+                                           "and no row changed; nothing published")
+    else:
+        done = "published" if summary["outcome"] == "published" else "completed the interrupted export of"
+        name, message = "Completed", f"{done} {where}"
+        if failed:
+            name, message = "Incomplete", (f"{done} {where}, incomplete: {failed} teacher calls failed; "
+                                           "the next run retries them")
+    return Completed(name=name, message=message, data=summary)
+
+
+def human_review(spec: BuildSpec, version: int) -> dict:
+    """People's judgments (``synthrank review pull``) override the teacher's labels in the
+    staged version; what changed goes in the manifest (see generators/review.py)."""
+    return apply_human_judgments(warehouse_cursor(spec.warehouse_path), spec.dataset, version, spec.kinds)
 
 
 def run_build(spec_path: str, **parameters) -> dict:
-    """``build_flow`` on the task runner the spec's ``runner`` section asks for."""
+    """``build_flow`` on the task runner the spec's ``runner`` section asks for, against the
+    configured Prefect API or a temporary server that does not outlive this process."""
     runner = task_runner(load_spec(spec_path).runner)
-    return build_flow.with_options(task_runner=runner)(spec_path, **parameters)
+    with prefect_api():
+        return build_flow.with_options(task_runner=runner)(spec_path, **parameters)
 
 
 def prompt_versions(spec: dict) -> dict[str, str]:

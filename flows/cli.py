@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from warehouse.errors import SynthrankError
+from warehouse.formats import formats_by_kind
+from warehouse.names import check_name
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Teacher-LLM training data for rerankers and reasoning models.")
@@ -21,6 +25,26 @@ out = Console()
 
 DEFAULT_WAREHOUSE = os.environ.get("SYNTHRANK_WAREHOUSE", "synthrank.duckdb")
 WarehouseOption = typer.Option(DEFAULT_WAREHOUSE, "--warehouse", "-w", help="DuckDB warehouse file.")
+
+
+_debug = False
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from warehouse.versions import code_version
+
+        print(f"synthrank {code_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit."),
+             debug: bool = typer.Option(False, "--debug", help="Show tracebacks (Prefect's included) on errors.")
+             ) -> None:
+    global _debug
+    _debug = debug
 
 
 def _prepare_prefect() -> None:
@@ -38,12 +62,13 @@ def ingest(path: str = typer.Argument(..., help="BEIR folder, query-list .jsonl/
            skip_bad_records: bool = typer.Option(
                False, "--skip-bad-records", help="Leave out records that cannot be used (empty text, missing id, "
                "qrels on unknown ids, ...) and record them in the snapshot, instead of stopping at the first."),
+           wait: float = typer.Option(0.0, help="Seconds to wait for another process holding the warehouse."),
            warehouse: str = WarehouseOption) -> None:
     """Ingest a source into an immutable, fingerprinted snapshot."""
-    from warehouse.db import Warehouse
+    from warehouse.db import Warehouse, discarded_if_unused
     from warehouse.snapshots import ingest as ingest_source, skip_summary, skipped_records
 
-    with Warehouse.open(warehouse) as wh:
+    with discarded_if_unused(warehouse), Warehouse.open(warehouse, wait_seconds=wait) as wh:
         snapshot, created = ingest_source(wh, path, name, domain, hub=hf,
                                           on_bad_record="skip" if skip_bad_records else "fail")
         skipped = skip_summary(skipped_records(wh, snapshot.snapshot_id))
@@ -60,13 +85,19 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
           wait: float = typer.Option(0.0, help="Seconds to wait for another build holding the warehouse.")) -> None:
     """Run a build spec as a Prefect flow and publish a new dataset version."""
     from flows.spec import load_spec
+    from warehouse.db import discarded_if_unused
 
     parsed = load_spec(spec)  # fail fast, before Prefect starts, on a bad spec
-    _wait_for_warehouse(parsed.warehouse_path, wait)
-    _prepare_prefect()
-    from flows.build import run_build
+    with discarded_if_unused(parsed.warehouse_path):
+        _wait_for_warehouse(parsed.warehouse_path, wait)
+        _prepare_prefect()
+        if not _debug:  # the error reaches the user as one line; Prefect's copies stay off the console
+            from flows.logs import quiet_expected_tracebacks
 
-    summary = run_build(str(spec), wait_seconds=wait)
+            quiet_expected_tracebacks()
+        from flows.build import run_build
+
+        summary = run_build(str(spec), wait_seconds=wait)
     _print_summary(summary)
 
 
@@ -99,6 +130,24 @@ def deploy(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     out.print(f"deployment {deploy_build(spec, work_pool, cron, name)} registered on {work_pool}")
 
 
+@app.command()
+def doctor(warehouse: str = WarehouseOption) -> None:
+    """Check this machine before a first build: packages, CPU, llama.cpp build, embedded model,
+    embedder, Chromium, Prefect API, warehouse. Exit code 1 when the default build cannot run."""
+    from flows.doctor import run_checks
+
+    _prepare_prefect()
+    checks = run_checks(Path(warehouse))
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    table = Table("check", "status", "found", "fix", title="synthrank doctor")
+    for check in checks:
+        table.add_row(check.name, f"[{styles[check.status]}]{check.status}[/]", escape(check.found),
+                      escape(check.fix))
+    out.print(table)
+    if any(check.status == "fail" for check in checks):
+        raise SystemExit(1)
+
+
 def _wait_for_warehouse(path: Path, wait: float) -> None:
     """Fail fast, before Prefect starts, when another process keeps the warehouse past ``wait``."""
     from warehouse.db import Warehouse
@@ -109,8 +158,12 @@ def _wait_for_warehouse(path: Path, wait: float) -> None:
 def _print_summary(summary: dict) -> None:
     if summary["outcome"] == "unchanged":
         out.print(f"{summary['dataset']}: inputs unchanged since the latest published version "
-                  f"({summary['inputs']}); nothing published")
+                  f"v{summary['version']} ({summary['inputs']}); nothing published")
+        _print_failed_calls(summary.get("teachers", []))
         return
+    if summary["outcome"] == "resumed":
+        out.print(f"{summary['dataset']} v{summary['version']} was published by a build that stopped while "
+                  "exporting it; its export is now complete (nothing new published)")
     table = Table(title=f"{summary['dataset']} v{summary['version']}", show_header=False)
     for kind, accepted in summary["counts"].items():
         table.add_row(f"{kind} rows accepted / attempted", f"{accepted} / {summary['attempted'][kind]}")
@@ -154,14 +207,19 @@ def versions(dataset: Optional[str] = typer.Argument(None), warehouse: str = War
              from_exports: Optional[str] = FromExportsOption) -> None:
     """List dataset versions."""
     from warehouse.exported import open_published
+    from warehouse.versions import version_status
 
     with open_published(warehouse, from_exports) as (store, note):
-        rows = store.list_versions(dataset)
+        rows = store.list_versions(check_name(dataset, "dataset") if dataset else None)
+        if dataset and not rows:
+            known = sorted({row["dataset"] for row in store.list_versions()})
+            raise SynthrankError(f"no dataset {dataset!r} in {store.where} "
+                                 f"(datasets: {', '.join(known) or 'none yet'})")
     _print_note(note)
     table = Table("dataset", "version", "status", "rows", "rejected", "spec", "published")
     for row in rows:
         manifest = row["manifest"]
-        table.add_row(row["dataset"], str(row["version"]), row["status"],
+        table.add_row(row["dataset"], str(row["version"]), version_status(row),
                       str(sum(manifest.get("counts", {}).values())),
                       str(sum(manifest.get("rejections", {}).values())),
                       row["spec_hash"], str(row["published_at"] or ""))
@@ -213,8 +271,8 @@ def _print_row_summary(row: dict) -> None:
 
 @app.command()
 def export(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
-           format: str = typer.Option(..., "--format", "-f",
-                                      help="e.g. reasonrank-sft, verl, rankzephyr, hf, parquet, chat"),
+           format: str = typer.Option(..., "--format", "-f", help="Format; per kind: " + "; ".join(
+               f"{kind}: {', '.join(formats)}" for kind, formats in formats_by_kind().items())),
            out_dir: Path = typer.Option(..., "--out", help="Folder to write into."),
            kind: str = typer.Option("listwise", help="Dataset kind."),
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
@@ -336,6 +394,8 @@ def _print_diff(result) -> None:
         if s["now_rejected"] or s["now_accepted"]:
             out.print(f"{kind.kind}: {s['now_rejected']} removed rows were rejected in @{result.version_b}; "
                       f"{s['now_accepted']} added rows had been rejected in @{result.version_a}")
+        if s["human_changed"]:
+            out.print(f"{kind.kind}: {s['human_changed']} changed rows carry labels people set (human_labels)")
         if kind.fields_changed:
             out.print(f"{kind.kind}: fields changed: " + ", ".join(f"{k} {n}" for k, n in kind.fields_changed.items()))
         for example in kind.examples:
@@ -364,36 +424,129 @@ def audit(target: str = typer.Argument(..., help="DATASET or DATASET@N (default:
     out.print(f"summary: {files.markdown}", soft_wrap=True)
 
 
+# --- human review in Label Studio (synthrank review push / pull / audit) ---------------------
+
+review_app = typer.Typer(no_args_is_help=True, help="Human review of disputed labels in Label Studio.")
+app.add_typer(review_app, name="review")
+
+TokenEnvOption = typer.Option("LABEL_STUDIO_API_KEY", "--token-env", metavar="NAME",
+                              help="Environment variable holding the Label Studio API token (the token itself "
+                                   "is never stored or printed).")
+
+
+def _label_studio(url: str, token_env: str):
+    """A client for the server at ``url`` with the token from ``$token_env``."""
+    from generators.labelstudio import LabelStudio
+
+    token = os.environ.get(token_env, "").strip()
+    if not token:
+        raise SynthrankError(f"${token_env} is not set: export the API token of your Label Studio user "
+                             "(Account & Settings, or LABEL_STUDIO_USER_TOKEN when the server was started) "
+                             "under that name, or name another variable with --token-env")
+    return LabelStudio(url, token, token_name=f"the token in ${token_env}")
+
+
+@review_app.command("push")
+def review_push(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+                select: str = typer.Option(..., "--select", help="disputed | rejected | suspected_false_negatives | "
+                                           "sample:N | a SQL predicate over the review items"),
+                to: str = typer.Option(..., "--to", help="Label Studio URL, e.g. http://127.0.0.1:8080"),
+                kind: Optional[list[str]] = typer.Option(None, "--kind", help="Only these kinds (repeatable)."),
+                seed: int = typer.Option(0, help="Seed of sample:N."),
+                token_env: str = TokenEnvOption,
+                warehouse: str = WarehouseOption) -> None:
+    """Create or update a Label Studio project per kind with a task per selected item."""
+    from generators.review import push_review
+
+    dataset, version = parse_target(target)
+    report = push_review(warehouse, dataset, version, select, _label_studio(to, token_env), kind, seed)
+    if not report.projects:
+        out.print(f"the selection {select!r} holds no item of {target} to review; nothing pushed")
+    table = Table("kind", "project", "tasks added", "already there", title=f"review push {target} · {select}")
+    for name, project in report.projects.items():
+        table.add_row(name, project["url"] + (" (new)" if project["created"] else ""), str(project["added"]),
+                      str(project["already_present"]))
+    out.print(table)
+
+
+@review_app.command("pull")
+def review_pull(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+                source: str = typer.Option(..., "--from", help="Label Studio URL the version was pushed to."),
+                token_env: str = TokenEnvOption,
+                wait: float = typer.Option(0.0, help="Seconds to wait for a build holding the warehouse."),
+                warehouse: str = WarehouseOption) -> None:
+    """Store the annotations of the version's review projects as human judgments (idempotent)."""
+    from generators.review import pull_review
+
+    dataset, version = parse_target(target)
+    report = pull_review(warehouse, dataset, version, _label_studio(source, token_env), wait)
+    out.print(f"judgments of {target}: {report.counts['added']} added, {report.counts['updated']} updated, "
+              f"{report.counts['unchanged']} unchanged (projects {report.projects})")
+    for reason in report.skipped:
+        out.print(f"[yellow]skipped:[/] {escape(reason)}", soft_wrap=True)
+
+
+@review_app.command("audit")
+def review_audit(target: str = typer.Argument(..., help="DATASET or DATASET@N (default: latest published)"),
+                 warehouse: str = WarehouseOption) -> None:
+    """Teacher-vs-human agreement per kind, and error rates from sample:N selections."""
+    from warehouse.db import Warehouse
+    from warehouse.review_audit import human_agreement
+    from warehouse.versions import resolve_version
+
+    dataset, version = parse_target(target)
+    with Warehouse.open(warehouse, read_only=True) as wh:
+        figures = human_agreement(wh, dataset, resolve_version(wh, dataset, version))
+    table = Table("kind", "figure", "value", "95% interval", "n", title=f"teacher vs. human · {target}")
+    for figure in figures:
+        table.add_row(figure.kind, figure.name, figure.value_text, figure.interval_text, str(figure.n))
+    out.print(table if figures else f"no human judgments of {target} yet: run `synthrank review pull`")
+
+
 def parse_target(target: str) -> tuple[str, int | None]:
     """``name`` or ``name@N``."""
     name, _, number = target.partition("@")
     if number and not number.isdigit():
         raise SynthrankError(f"{target!r}: expected DATASET or DATASET@N")
-    return name, int(number) if number else None
+    return check_name(name, "dataset"), int(number) if number else None
 
 
 def _clip(text: str, limit: int | None) -> str:
     return text if limit is None or len(text) <= limit else text[:limit] + " …"
 
 
-def main() -> None:
-    """Entry point: user errors print one clear line and exit 2; nothing half-written."""
-    try:
-        app(standalone_mode=False)
-    except (SynthrankError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C does, so a build cleans up (stops what it started) on the way out."""
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+def main() -> None:
+    """Entry point: a foreseeable problem (bad input, a file in the way, a locked or unreadable
+    warehouse, a full disk) prints one line ``error: ...`` and exits 2, nothing half-written.
+    Usage errors are click's (usage and the error, exit 2). ``--debug`` shows tracebacks."""
+    _exit_on_sigterm()
+    try:
+        app(prog_name="synthrank")  # standalone: click prints usage errors and exits; others come here
+    except Exception as exc:
+        message = _expected_error(exc)
+        if message is None or _debug:
+            raise
+        print("error: " + " ".join(message.splitlines()), file=sys.stderr)
+        sys.exit(2)
+
+
+def _expected_error(exc: Exception) -> str | None:
+    """The one-line message for a foreseeable error, or None for a bug (which keeps its traceback)."""
+    if isinstance(exc, SynthrankError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        full = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return f"{where}{exc.strerror or exc}{full}"
+    duckdb = sys.modules.get("duckdb")  # loaded if it raised
+    if duckdb is not None and isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+        return f"the warehouse: {str(exc).strip().splitlines()[0]}"
+    return None
 
 
 if __name__ == "__main__":

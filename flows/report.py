@@ -27,6 +27,7 @@ from flows.report_plots import bars_png, grouped_bars_png, histogram_png, positi
 from warehouse.audit import AuditData, load_audit_data, load_passage_texts
 from warehouse.db import Warehouse
 from warehouse.errors import WarehouseLocked
+from warehouse.names import check_folder
 
 NDCG_K = 10
 RECALL_K = 5
@@ -940,14 +941,17 @@ def write_audit(warehouse_path: str | Path, dataset: str, version: int | None, o
     except WarehouseLocked as exc:
         raise WarehouseLocked(f"{str(exc).rstrip('.')}. The audit reads qrels, rejected rows and teacher calls, which only the "
                               "warehouse holds, so it cannot fall back to the exports", exc.holder) from None
+    from flows.review_report import human_review_section  # it builds on this module's Section
+
     with warehouse:
         main = compute_audit(load_for_audit(warehouse, dataset, version))
         other = compute_audit(load_for_audit(warehouse, *against)) if against else None
+        main.sections.insert(-1, human_review_section(warehouse, main.data.dataset, main.data.version))
     if other is not None:
         main.sections.insert(-1, comparison_section(main, other))
     stem = f"{main.data.dataset}-v{main.data.version}" + (
         f"-vs-{other.data.dataset}-v{other.data.version}" if other else "")
-    out = Path(out_dir)
+    out = check_folder(out_dir, "audit folder")
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(main, other)
     html_path, md_path = out / f"{stem}.html", out / f"{stem}.md"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flows.build import build_flow
+from flows.prefect_server import prefect_api
 from flows.runners import task_runner
 from flows.spec import load_spec
 
@@ -27,8 +28,9 @@ def scheduled_parameters(spec_path: str | Path) -> dict:
 def serve_build(spec_path: str | Path, cron: str, name: str | None = None) -> None:
     """Serve the build as a deployment with a cron schedule; runs until interrupted."""
     runner = task_runner(load_spec(spec_path).runner)
-    build_flow.with_options(task_runner=runner).serve(name=deployment_name(spec_path, name), cron=cron,
-                                                      parameters=scheduled_parameters(spec_path))
+    with prefect_api():
+        build_flow.with_options(task_runner=runner).serve(name=deployment_name(spec_path, name), cron=cron,
+                                                          parameters=scheduled_parameters(spec_path))
 
 
 def deploy_build(spec_path: str | Path, work_pool: str, cron: str | None = None,

@@ -23,6 +23,7 @@ from generators.queries import SynthesizeConfig
 from generators.teachers import Sampling, TeacherConfig
 from warehouse.errors import InputError
 from warehouse.sources import SourceRef
+from warehouse.names import check_folder, check_name, inside
 
 
 class SourceSpec(BaseModel):
@@ -81,12 +82,21 @@ class Pricing(BaseModel):
     completion_usd_per_mtok: float = Field(0.0, ge=0)
 
 
+class ReviewSpec(BaseModel):
+    """Human review (``synthrank review``): with ``override: true`` the latest human judgment of
+    each item, pulled from Label Studio, overrides the teacher's label in this build."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    override: bool = False
+
+
 class BuildSpec(BaseModel):
     """Everything a build needs; ``synthrank build SPEC`` runs it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    dataset: str = Field(min_length=1, description="the dataset's name: a folder under output")
     output: str = "out"
     warehouse: str | None = None
     seed: int = 0
@@ -105,9 +115,13 @@ class BuildSpec(BaseModel):
     teacher: TeacherConfig = TeacherConfig()
     sampling: Sampling = Sampling()
     pricing: Pricing | None = Field(None, description="teacher prices; without them cost is tokens only")
+    max_failed_share: float = Field(
+        0.5, ge=0, le=1, description="a build in which more than this share of teacher calls failed "
+        "(or every call) fails instead of publishing")
     filters: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="per kind, a filter chain: [{name: ..., <parameter>: ...}]")
     runner: RunnerConfig = RunnerConfig()
+    review: ReviewSpec = ReviewSpec()
 
     base_dir: Path = Field(Path("."), exclude=True)
 
@@ -146,6 +160,11 @@ class BuildSpec(BaseModel):
     def output_dir(self) -> Path:
         return self.resolve(self.output)
 
+    @property
+    def dataset_dir(self) -> Path:
+        """``output/dataset``, where the build publishes its exports (checked to be inside output)."""
+        return inside(self.output_dir / self.dataset, self.output_dir)
+
 
 def load_spec(path: str | Path) -> BuildSpec:
     """Read and validate a spec file; every problem names the file and the field."""
@@ -154,8 +173,13 @@ def load_spec(path: str | Path) -> BuildSpec:
         raise InputError(f"{path}: spec file not found")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        column = f" at column {mark.column + 1}" if mark else ""
+        raise InputError(f"{where}: not valid YAML ({exc.problem}{column})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid YAML ({exc})") from None
+        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a spec is a YAML mapping with at least 'dataset' and 'sources'")
     return spec_from_dict(raw, path.resolve().parent, str(path))
@@ -166,7 +190,14 @@ def spec_from_dict(raw: dict, base_dir: Path, name: str = "spec") -> BuildSpec:
         spec = BuildSpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         raise InputError(f"{name}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+    check_name(spec.dataset, f"{name}: dataset")
+    check_folder(spec.output_dir, f"{name}: output")
+    spec.dataset_dir  # inside output, also through a symlink (raises otherwise)
+    check_folder(spec.warehouse_path.parent, f"{name}: warehouse")
+    if spec.warehouse_path.is_dir():
+        raise InputError(f"{name}: warehouse: {spec.warehouse_path} is a folder, not a DuckDB file")
     for index, source in enumerate(spec.sources):
+        check_name(source.name, f"{name}: sources[{index}].name")
         path = source.path
         if path is not None and not spec.resolve(path).exists():
             raise InputError(f"{name}: sources[{index}].path: {path} does not exist")

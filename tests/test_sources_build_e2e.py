@@ -140,7 +140,7 @@ def test_build_mixes_layouts_run_files_synthesized_queries_and_a_mixture(prefect
     assert sources["medicine"]["skipped"]["empty_text"]["count"] == 1
     assert sources["medicine"]["skipped"]["empty_text"]["locations"][0].endswith("corpus.jsonl:31")
     assert (sources["law-qa"]["source_kind"], sources["dev-search"]["source_kind"]) == ("squad", "msmarco")
-    assert sources["statutes+synthetic"]["source_kind"] == "synthetic"
+    assert sources["statutes.synthetic"]["source_kind"] == "synthetic"
 
     # synthesized queries: kept ones round-tripped to their passage, duplicates and misses rejected
     assert written and all(row["round_trip_rank"] == 1 for row in written)

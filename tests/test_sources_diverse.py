@@ -171,7 +171,7 @@ def test_column_map_with_dotted_paths_and_limit(tmp_path, warehouse):
 def test_corpus_only_table_for_synthesized_queries(tmp_path, warehouse):
     rows = [{"id": "a", "content": "alpha"}, {"id": "b", "content": "beta"}]
     ref = SourceRef(str(save(rows, tmp_path, "parquet")), columns={"docid": "id", "text": "content"})
-    with pytest.raises(InputError, match="no passages or no queries"):
+    with pytest.raises(InputError, match=r"rows\.parquet: no queries \(the table is empty\)"):
         ingest(warehouse, ref, "corpus", "test")
     snapshot, _ = ingest(warehouse, ref, "corpus", "test", require_queries=False)
     assert (snapshot.n_passages, snapshot.n_queries) == (2, 0)
@@ -292,12 +292,12 @@ def test_mixture_splits_by_domain_and_reports_shortfall():
 
 def test_derived_snapshot_adds_synthetic_positives(tmp_path, warehouse):
     base, _ = ingest(warehouse, write_beir(tmp_path / "b", GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\t1"]), "b", "test")
-    derived, created = derive_snapshot(warehouse, base, "b+synthetic", {"syn-1": "tell me about beta"}, {"syn-1": "d2"})
+    derived, created = derive_snapshot(warehouse, base, "b.synthetic", {"syn-1": "tell me about beta"}, {"syn-1": "d2"})
     assert created and (derived.n_passages, derived.n_queries, derived.n_qrels) == (2, 2, 2)
     splits = warehouse.con.execute("SELECT split, qid, docid FROM qrels WHERE snapshot_id = ? ORDER BY qid",
                                    [derived.snapshot_id]).fetchall()
     assert splits == [("test", "q1", "d1"), ("synthetic", "syn-1", "d2")]
-    again, created_again = derive_snapshot(warehouse, base, "b+synthetic", {"syn-1": "tell me about beta"},
+    again, created_again = derive_snapshot(warehouse, base, "b.synthetic", {"syn-1": "tell me about beta"},
                                            {"syn-1": "d2"})
     assert again.snapshot_id == derived.snapshot_id and not created_again
 

@@ -11,7 +11,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from warehouse.errors import WarehouseLocked
+from warehouse.errors import InputError, WarehouseLocked
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?: \(PID (\d+)\))?(?:\. See also|$)", re.S)
@@ -43,10 +43,11 @@ class Warehouse:
             try:
                 con = duckdb.connect(str(path), read_only=read_only)
                 break
-            except duckdb.IOException as exc:
-                holder = _LOCK_HOLDER.search(str(exc))
+            except duckdb.Error as exc:
+                holder = _LOCK_HOLDER.search(str(exc)) if isinstance(exc, duckdb.IOException) else None
                 if holder is None:
-                    raise
+                    raise InputError(f"{path}: cannot open it as a DuckDB warehouse "
+                                     f"({str(exc).strip().splitlines()[0]})") from None
                 if time.monotonic() >= deadline:
                     raise _locked(path, _describe_holder(holder.group(1), holder.group(2)),
                                   read_only, wait_seconds) from None
@@ -92,6 +93,47 @@ class Warehouse:
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _synthrank_bulk")
         finally:
             self.con.unregister("_synthrank_bulk")
+
+
+@contextmanager
+def discarded_if_unused(path: str | Path) -> Iterator[None]:
+    """Run a block that may create the warehouse file ``path``. If the block fails and the file
+    is new and holds no data (no snapshot, teacher call or version), remove it, its WAL and
+    the folders made for it: a failed command leaves no empty warehouse behind."""
+    path = Path(path)
+    made = [folder for folder in (path, *path.parents) if not folder.exists()]
+    try:
+        yield
+    except BaseException:
+        if made and _holds_no_data(path):
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".wal").unlink(missing_ok=True)
+            for folder in made[1:]:
+                _remove_empty_folder(folder)
+        raise
+
+
+def _holds_no_data(path: Path) -> bool:
+    if not path.is_file():
+        return True
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return False  # held by another process, or not ours to judge: keep it
+    try:
+        return not con.execute("SELECT (SELECT count(*) FROM snapshots) + (SELECT count(*) FROM teacher_calls)"
+                               " + (SELECT count(*) FROM dataset_versions)").fetchall()[0][0]
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+
+
+def _remove_empty_folder(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (something else wrote there), or already gone
 
 
 def _locked(path: Path, holder: str, read_only: bool, wait_seconds: float) -> WarehouseLocked:

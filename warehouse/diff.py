@@ -25,6 +25,7 @@ LABEL_FIELDS: dict[str, tuple[str, ...]] = {
     "listwise": ("final_list", "permutation", "relevant_docids"),
 }
 VERDICT_FIELD = "filter_verdicts"
+HUMAN_FIELD = "human_labels"  # lineage of labels people set (synthrank review)
 
 
 class VersionStore(Protocol):
@@ -50,6 +51,7 @@ class KindDiff:
     verdict_changed: list[str] = field(default_factory=list)
     now_rejected: list[str] = field(default_factory=list)   # removed because B rejected them
     now_accepted: list[str] = field(default_factory=list)   # added although A rejected them
+    human_changed: list[str] = field(default_factory=list)  # changed rows whose new labels came from people
     fields_changed: dict[str, int] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
 
@@ -62,7 +64,7 @@ class KindDiff:
                 "removed": len(self.removed), "changed": len(self.changed),
                 "label_changed": len(self.label_changed), "verdict_changed": len(self.verdict_changed),
                 "now_rejected": len(self.now_rejected), "now_accepted": len(self.now_accepted),
-                "unchanged": self.unchanged, "fields_changed": self.fields_changed}
+                "human_changed": len(self.human_changed), "unchanged": self.unchanged, "fields_changed": self.fields_changed}
 
 
 @dataclass
@@ -134,6 +136,8 @@ def diff_rows(kind: str, rows_a: dict[str, dict], rows_b: dict[str, dict],
             result.label_changed.append(row_id)
         if VERDICT_FIELD in changed:
             result.verdict_changed.append(row_id)
+        if HUMAN_FIELD in changed and after.get(HUMAN_FIELD):
+            result.human_changed.append(row_id)
         show("label" if labels else "other", {
             "row_id": row_id, "fields": {name: {"a": _clip(before.get(name)), "b": _clip(after.get(name))}
                                          for name in (labels or changed)}})

@@ -24,7 +24,7 @@ import duckdb
 from warehouse import versions
 from warehouse.db import Warehouse
 from warehouse.errors import InputError, SynthrankError, WarehouseLocked
-from warehouse.exports import INDEX_NAME, MANIFEST_NAME
+from warehouse.exports import INDEX_NAME, MANIFEST_NAME, verify_export
 
 _REMOTE = ("s3://", "s3a://", "gs://", "gcs://", "r2://", "http://", "https://", "hf://", "az://", "abfss://")
 
@@ -71,10 +71,12 @@ class ExportedVersions:
         self.root = str(root).rstrip("/")
         self.where = f"exports at {self.root}"
         self.con = duckdb.connect()
+        self.note = None
         if self.root.startswith(_REMOTE):
             _load_httpfs(self.con, self.root)
+            self.note = f"files read from {self.root} are not checked against the sha256 in their manifests"
         elif not Path(self.root).is_dir():
-            raise FileNotFoundError(f"{self.root}: no export folder here")
+            raise InputError(f"{self.root}: no export folder here")
 
     def list_versions(self, dataset: str | None = None) -> list[dict]:
         found = []
@@ -117,6 +119,7 @@ class ExportedVersions:
                  if (e["kind"], e["format"]) == (kind, "parquet") for name in e["files"]]
         if not files:
             return []
+        self._verify(dataset, version, files)
         result = self.con.execute("SELECT * FROM read_parquet(?) ORDER BY row_id",
                                   [[f"{self.root}/{dataset}/v{version}/{name}" for name in files]])
         names = [column[0] for column in result.description]
@@ -124,6 +127,16 @@ class ExportedVersions:
 
     def rejected(self, dataset: str, version: int, kind: str) -> dict[str, list[str]]:
         return {}
+
+    def _verify(self, dataset: str, version: int, names: list[str]) -> None:
+        """Local files must match the sha256 their manifest records (remote ones: see ``note``)."""
+        if self.note is not None:
+            return
+        folder = Path(self.root) / dataset / f"v{version}"
+        problems = verify_export(folder, names)
+        if problems:
+            raise InputError(f"{folder}: {'; '.join(problems)}: the export changed after it was written; "
+                             "export the version again, or read the warehouse")
 
 
 def _load_httpfs(con: duckdb.DuckDBPyConnection, root: str) -> None:
@@ -145,7 +158,8 @@ def open_published(warehouse_path: str | Path, exports_root: str | Path | None =
     warehouse in the build's output folder), or raise a WarehouseLocked that says why not.
     """
     if exports_root is not None:
-        yield ExportedVersions(exports_root), None
+        store = ExportedVersions(exports_root)
+        yield store, store.note
         return
     try:
         warehouse = Warehouse.open(warehouse_path, read_only=True)

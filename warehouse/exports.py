@@ -23,6 +23,8 @@ from pathlib import Path
 from warehouse.db import Warehouse
 from warehouse.errors import InputError, SynthrankError
 from warehouse.formats import find_exporter, known_formats
+from warehouse.names import check_folder, check_name
+from warehouse.testhooks import kill_point
 from warehouse.versions import list_versions, load_rows, resolve_version, verify_version, version_info
 
 MANIFEST_NAME = "manifest.json"
@@ -36,13 +38,18 @@ def export_version(warehouse: Warehouse, dataset: str, version: int | None, kind
 
     The version's rows are checked against the fingerprints recorded at publish time first.
     """
+    version = resolve_version(warehouse, dataset, version)
+    info = version_info(warehouse, dataset, version)
+    kinds = sorted(info["manifest"].get("counts", {}))
+    if kind not in kinds:
+        raise InputError(f"{dataset}@{version} has no kind {kind!r} (its kinds: {', '.join(kinds) or 'none'})")
     export = find_exporter(kind, fmt)
     if export is None:
-        raise InputError(f"no export format {fmt!r} for kind {kind!r} (known: {known_formats(kind)})")
-    version = resolve_version(warehouse, dataset, version)
-    verify_version(warehouse, dataset, version)
+        raise InputError(f"no export format {fmt!r} for kind {kind!r} (known: {', '.join(known_formats(kind))})")
     out_dir = Path(out_dir)
-    manifest = _folder_manifest(out_dir, version_info(warehouse, dataset, version))
+    check_folder(out_dir, "export folder")
+    verify_version(warehouse, dataset, version)
+    manifest = _folder_manifest(out_dir, info)
     rows = load_rows(warehouse, dataset, version, kind)
     paths = [Path(p) for p in export(rows, out_dir, kind)]
     _record_export(manifest, out_dir, kind, fmt, rows, paths)
@@ -128,13 +135,17 @@ def read_manifest(folder: Path) -> dict:
         raise InputError(f"{path}: not a readable export manifest ({exc})") from None
 
 
-def verify_export(folder: Path) -> list[str]:
-    """Problems with an export folder: files its manifest lists that are missing or whose
-    sha256 differs. An empty list means the files are exactly what was exported."""
+def verify_export(folder: Path, names: list[str] | None = None) -> list[str]:
+    """Problems with an export folder: files its manifest lists (or of ``names``, those) that
+    are missing, unlisted or whose sha256 differs. An empty list means the files are exactly
+    what was exported."""
     folder = Path(folder)
-    problems = []
-    for name, expected in read_manifest(folder)["files"].items():
+    listed = read_manifest(folder)["files"]
+    problems = [f"{name}: not in {MANIFEST_NAME}" for name in names or [] if name not in listed]
+    for name, expected in listed.items():
         path = folder / name
+        if names is not None and name not in names:
+            continue
         if not path.is_file():
             problems.append(f"{name}: missing")
         elif _sha256(path) != expected["sha256"]:
@@ -145,18 +156,68 @@ def verify_export(folder: Path) -> list[str]:
 def publish_exports(warehouse: Warehouse, dataset: str, version: int, kinds: list[str],
                     dataset_dir: Path) -> list[Path]:
     """Export every kind of a just-published version as parquet to ``dataset_dir/vN`` (built
-    in a hidden folder and renamed into place whole), then rewrite ``versions.json``."""
+    in a hidden ``.vN.partial`` folder and renamed into place whole), then rewrite
+    ``versions.json``. A build killed on the way is completed by :func:`complete_exports`."""
     dataset_dir = Path(dataset_dir)
+    final = _export_into_place(warehouse, dataset, version, kinds, dataset_dir)
+    write_versions_index(warehouse, dataset, dataset_dir)
+    return export_files(final)
+
+
+def complete_exports(warehouse: Warehouse, dataset: str, dataset_dir: Path) -> list[int]:
+    """Finish what a build killed while publishing left undone: remove stale ``.partial``
+    folders and files, export every published version that has no ``vN`` folder, and list
+    every published version in ``versions.json``. Returns the versions completed (those
+    ``versions.json`` did not list), so the exports agree with the warehouse again."""
+    dataset_dir = Path(dataset_dir)
+    for stale in dataset_dir.glob(".v*.partial"):
+        shutil.rmtree(stale)
+    (dataset_dir / f"{INDEX_NAME}.partial").unlink(missing_ok=True)
+    published = [v for v in list_versions(warehouse, dataset) if v["status"] == "published"]
+    indexed = _indexed_versions(dataset_dir)
+    completed = []
+    for info in published:
+        folder = dataset_dir / f"v{info['version']}"
+        if not (folder / MANIFEST_NAME).is_file():
+            _export_into_place(warehouse, dataset, info["version"], list(info["manifest"].get("counts", {})),
+                               dataset_dir)
+        if info["version"] not in indexed:
+            completed.append(info["version"])
+    if completed or not indexed <= {v["version"] for v in published}:
+        write_versions_index(warehouse, dataset, dataset_dir)
+    return completed
+
+
+def _indexed_versions(dataset_dir: Path) -> set[int]:
+    """The versions ``dataset_dir/versions.json`` lists (none when it is missing or unreadable)."""
+    try:
+        index = json.loads((dataset_dir / INDEX_NAME).read_text(encoding="utf-8"))
+        return {entry["version"] for entry in index["versions"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _export_into_place(warehouse: Warehouse, dataset: str, version: int, kinds: list[str],
+                       dataset_dir: Path) -> Path:
+    """``dataset_dir/vN`` with every kind as parquet, written aside and renamed into place."""
+    check_name(dataset, "dataset")
     final = dataset_dir / f"v{version}"
     staging = dataset_dir / f".v{version}.partial"
     if staging.exists():
         shutil.rmtree(staging)
-    paths = [path for kind in kinds for path in export_version(warehouse, dataset, version, kind, "parquet", staging)]
+    for kind in kinds:
+        export_version(warehouse, dataset, version, kind, "parquet", staging)
+    kill_point("export-staged")
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
-    write_versions_index(warehouse, dataset, dataset_dir)
-    return [final / path.relative_to(staging) for path in paths]
+    kill_point("export-moved")
+    return final
+
+
+def export_files(folder: Path) -> list[Path]:
+    """The files an export folder's manifest lists, as paths."""
+    return [Path(folder) / name for name in read_manifest(folder)["files"]]
 
 
 def write_versions_index(warehouse: Warehouse, dataset: str, dataset_dir: Path) -> Path:

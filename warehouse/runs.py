@@ -15,14 +15,6 @@ def inputs_fingerprint(snapshot_ids: list[str], spec_hash: str, prompt_versions:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def last_published_inputs(warehouse: Warehouse, dataset: str) -> str | None:
-    """The inputs fingerprint of the dataset's latest published version, if any."""
-    row = warehouse.fetch_one(
-        "SELECT inputs FROM build_runs WHERE dataset = ? AND outcome = 'published' "
-        "ORDER BY version DESC LIMIT 1", [dataset])
-    return row[0] if row else None
-
-
 def record_run(warehouse: Warehouse, dataset: str, started_at: datetime, outcome: str,
                version: int | None, inputs: str, detail: str = "") -> None:
     warehouse.con.execute(

@@ -141,3 +141,40 @@ CREATE TABLE IF NOT EXISTS snapshot_skips (
     location    VARCHAR NOT NULL,           -- file:line or dataset row
     detail      VARCHAR NOT NULL
 );
+
+-- Human review (synthrank review push / pull): the Label Studio tasks a selection became, and
+-- the annotations read back. A task or judgment names the version, kind, row and item (a
+-- negative's docid, '' for a whole row) it is about; the server's token is never stored.
+CREATE TABLE IF NOT EXISTS review_tasks (
+    server      VARCHAR NOT NULL,           -- base URL, without credentials
+    project_id  INTEGER NOT NULL,
+    task_id     INTEGER NOT NULL,
+    dataset     VARCHAR NOT NULL,
+    version     INTEGER NOT NULL,
+    kind        VARCHAR NOT NULL,
+    row_id      VARCHAR NOT NULL,
+    item        VARCHAR NOT NULL,
+    selection   VARCHAR NOT NULL,           -- disputed | rejected | ... | sample:N | sql:<predicate>
+    content     VARCHAR NOT NULL,           -- fingerprint of what the annotator was shown
+    pushed_at   TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (server, project_id, task_id)
+);
+
+CREATE TABLE IF NOT EXISTS human_judgments (
+    server        VARCHAR NOT NULL,
+    project_id    INTEGER NOT NULL,
+    task_id       INTEGER NOT NULL,
+    annotation_id INTEGER NOT NULL,
+    dataset       VARCHAR NOT NULL,
+    version       INTEGER NOT NULL,         -- the version the annotator judged
+    kind          VARCHAR NOT NULL,
+    row_id        VARCHAR NOT NULL,
+    item          VARCHAR NOT NULL,
+    selection     VARCHAR NOT NULL,
+    content       VARCHAR NOT NULL,
+    judgment      JSON NOT NULL,            -- per kind: relevant + ranking | verdict | answer + reasoning
+    annotator     VARCHAR NOT NULL,         -- Label Studio user id and email
+    annotated_at  TIMESTAMP NOT NULL,       -- the annotation's last update on the server
+    pulled_at     TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (server, project_id, annotation_id)
+);

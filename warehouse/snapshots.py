@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from warehouse.db import Warehouse
 from warehouse.errors import InputError
+from warehouse.names import check_name
 from warehouse.sources import SKIP_HINT, BadRecord, OnBadRecord, ReadPlan, SourceRef, Where, plan_source, where_text
 
 CHUNK_ROWS = 20_000
@@ -146,8 +147,9 @@ class Stager:
 
     # --- whole-source checks ----------------------------------------------------------
 
-    def finish(self) -> None:
-        """Flush, then check duplicate ids and qrels references in SQL."""
+    def finish(self, require_queries: bool = True) -> None:
+        """Flush, check that there are passages (and queries), then duplicate ids and qrels
+        references in SQL."""
         for table in _STAGE_COLUMNS:
             self.flush(table)
         if self.bulk is not None and not self.bulk.check(self.con, self.table("qrels")):
@@ -155,9 +157,19 @@ class Stager:
             fallback()
             self.flush("passages")
         self.passage_writer.close()
+        self._check_not_empty(require_queries)
         self._check_duplicates("passages", "docid", "(title, text)", "passage", self.plan.merge_passages)
         self._check_duplicates("queries", "qid", "(text, answers)", "query", self.plan.merge_queries)
         self._check_qrels()
+
+    def _check_not_empty(self, require_queries: bool) -> None:
+        why = f"{len(self.skipped)} records skipped" if self.skipped else "the table is empty"
+        passages = self.bulk.rows if self.bulk is not None else self.con.execute(
+            f"SELECT count(*) FROM {self._passages()}").fetchall()[0][0]
+        if not passages:
+            raise InputError(f"{self.plan.passages_from}: no passages ({why})")
+        if require_queries and not self.con.execute(f"SELECT count(*) FROM {self.table('queries')}").fetchall()[0][0]:
+            raise InputError(f"{self.plan.queries_from}: no queries ({why})")
 
     def _check_duplicates(self, table: str, key: str, content: str, noun: str, merge: bool) -> None:
         """A repeated id is an error (or skipped), unless ``merge`` and its content is identical."""
@@ -291,6 +303,9 @@ class BulkCorpus:
         """True when the corpus is clean and knows every qrels passage id (``rows`` and
         ``digest`` are then set); False on any doubt, DuckDB's own read errors included.
         The scan runs on its own cursor, so a read error leaves the ingest transaction usable."""
+        with self.path.open("rb") as head:
+            if head.read(3) == b"\xef\xbb\xbf":  # DuckDB skips a byte-order mark; JSON Lines has none
+                return False
         wanted = con.sql(f"SELECT DISTINCT docid FROM {qrels_table}").to_arrow_table()
         reader = con.cursor()
         try:
@@ -346,8 +361,9 @@ def ingest(warehouse: Warehouse, source: str | Path | SourceRef, name: str, doma
     ``snapshot_skips``. ``require_queries=False`` accepts a corpus with no queries (for
     synthesized queries).
     """
-    if not name.strip() or not domain.strip():
-        raise InputError("ingest: --name and --domain must be non-empty")
+    check_name(name, "snapshot name")
+    if not domain.strip():
+        raise InputError("ingest: the domain must be non-empty")
     ref = source if isinstance(source, SourceRef) else SourceRef(str(source), hub=hub)
     policy = on_bad_record or ref.on_bad_record
     plan = plan_source(ref)
@@ -356,11 +372,8 @@ def ingest(warehouse: Warehouse, source: str | Path | SourceRef, name: str, doma
         with warehouse.transaction():
             stager.create_tables()
             plan.read(stager)
-            stager.finish()
+            stager.finish(require_queries)
             n_passages, n_queries, n_qrels = stager.counts()
-            if not n_passages or (require_queries and not n_queries):
-                raise InputError(f"{ref.location}: no passages or no queries found"
-                                 + (f" ({len(stager.skipped)} records skipped)" if stager.skipped else ""))
             snapshot_id = fingerprint(name, domain, stager.content_digest(), stager.skipped)
             existing = find_snapshot(warehouse, snapshot_id)
             if existing is None:

@@ -121,6 +121,8 @@ class ReadPlan:
     merge_queries: bool = False
     merge_passages: bool = False
     read: Callable[[RecordSink], None] = field(default=lambda sink: None, repr=False)
+    passages_from: str = ""  # where passages and queries come from, for "no passages" errors
+    queries_from: str = ""
 
 
 def plan_source(ref: SourceRef) -> ReadPlan:
@@ -137,10 +139,18 @@ def plan_source(ref: SourceRef) -> ReadPlan:
         if ref.qrels:
             _read_qrels_file(sink, Path(ref.qrels), Path(ref.qrels).stem)
 
-    return ReadPlan(plan.kind, plan.merge_queries, plan.merge_passages, read_with_trec)
+    return ReadPlan(plan.kind, plan.merge_queries, plan.merge_passages, read_with_trec, plan.passages_from,
+                    ref.topics or plan.queries_from)
 
 
 def _plan_main(ref: SourceRef) -> ReadPlan:
+    plan = _plan_reader(ref)
+    plan.passages_from = plan.passages_from or ref.location
+    plan.queries_from = plan.queries_from or ref.location
+    return plan
+
+
+def _plan_reader(ref: SourceRef) -> ReadPlan:
     if ref.layout is not None and ref.layout != "beir" and ref.layout not in LAYOUTS:
         raise InputError(f"{ref.location}: unknown layout {ref.layout!r} (known: beir, {', '.join(LAYOUTS)})")
     if ref.hub or ref.mapped:
@@ -149,7 +159,9 @@ def _plan_main(ref: SourceRef) -> ReadPlan:
     if path.is_dir():
         if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
             return _plan_dataset(ref)
-        return ReadPlan("beir", read=lambda sink: _read_beir_folder(sink, path))
+        corpus, queries = _table_file(path, "corpus"), _table_file(path, "queries")
+        return ReadPlan("beir", read=lambda sink: _read_beir_folder(sink, path), passages_from=str(corpus or path),
+                        queries_from=str(queries or f"{path} (no queries.jsonl|parquet)"))
     if path.is_file():
         if path.suffix in (".jsonl", ".json"):
             return ReadPlan("table", merge_passages=True, read=lambda sink: _read_query_list(sink, _iter_jsonl(path)))
@@ -222,12 +234,19 @@ def _iter_parquet(path: Path) -> Iterator[tuple[Where, dict[str, Any]]]:
             yield (template, number, ""), record
 
 
-def _iter_table(folder: Path, stem: str) -> Iterator[tuple[Where, Any]] | None:
-    if (folder / f"{stem}.jsonl").is_file():
-        return _iter_jsonl(folder / f"{stem}.jsonl")
-    if (folder / f"{stem}.parquet").is_file():
-        return _iter_parquet(folder / f"{stem}.parquet")
+def _table_file(folder: Path, stem: str) -> Path | None:
+    """``folder/stem.jsonl`` or ``folder/stem.parquet``, whichever exists."""
+    for path in (folder / f"{stem}.jsonl", folder / f"{stem}.parquet"):
+        if path.is_file():
+            return path
     return None
+
+
+def _iter_table(folder: Path, stem: str) -> Iterator[tuple[Where, Any]] | None:
+    path = _table_file(folder, stem)
+    if path is None:
+        return None
+    return _iter_jsonl(path) if path.suffix == ".jsonl" else _iter_parquet(path)
 
 
 # --- field validation ---------------------------------------------------------------

@@ -22,7 +22,8 @@ from warehouse.errors import InputError
 
 # Row fields that say how a row was made; stored apart from the row's data.
 LINEAGE_FIELDS = ("snapshot_id", "teacher_model", "teacher_backend", "prompt_name",
-                  "prompt_version", "sampling", "call_keys", "filter_verdicts", "positives_lineage")
+                  "prompt_version", "sampling", "call_keys", "filter_verdicts", "positives_lineage",
+                  "human_labels")
 
 _ROW_TABLES = ("dataset_rows", "rejections")
 _CALL_COLUMNS = ("call_key", "model", "backend", "sample_index", "request", "status", "content",
@@ -244,6 +245,35 @@ def fail_version(warehouse: Warehouse, dataset: str, version: int, error: str) -
                     "WHERE dataset = ? AND version = ?", [json.dumps({"error": error}), dataset, version])
 
 
+def discard_version(warehouse: Warehouse, dataset: str, version: int) -> None:
+    """Remove a staging version and its rows entirely (a scheduled run that changed nothing)."""
+    with warehouse.transaction() as con:
+        _assert_staging(warehouse, dataset, version)
+        _drop_rows(warehouse, dataset, version)
+        con.execute("DELETE FROM dataset_versions WHERE dataset = ? AND version = ?", [dataset, version])
+
+
+def same_rows(warehouse: Warehouse, dataset: str, staged: int, published: dict) -> bool:
+    """Whether a staging version holds exactly the accepted rows and rejections of a published
+    one (``published`` as :func:`version_info` returns it)."""
+    facts = _row_facts(warehouse, dataset, staged)
+    manifest = published["manifest"]
+    return (facts["content"], facts["rejections"]) == (manifest.get("content"), manifest.get("rejections"))
+
+
+def failed_calls(manifest: dict) -> int:
+    """Teacher calls that failed in the build that made a version; a version with any is
+    incomplete (its teacher_failed rows are missing), and the next scheduled run retries them."""
+    return sum(teacher.get("calls_failed", 0) for teacher in manifest.get("teachers", []))
+
+
+def version_status(version: dict) -> str:
+    """A version's status as users read it: ``published, incomplete`` when calls failed."""
+    if version["status"] == "published" and failed_calls(version["manifest"]):
+        return "published, incomplete"
+    return version["status"]
+
+
 _VERSION_COLUMNS = ("dataset", "version", "parent_version", "status", "spec_hash", "code_version",
                     "snapshot_ids", "manifest", "created_at", "published_at")
 
@@ -268,6 +298,13 @@ def _version_dict(row: tuple) -> dict:
     version = dict(zip(_VERSION_COLUMNS, row))
     version["manifest"] = json.loads(version["manifest"])
     return version
+
+
+def latest_published(warehouse: Warehouse, dataset: str) -> dict | None:
+    """The record of the dataset's latest published version (:func:`version_info`), if any."""
+    row = warehouse.fetch_one(
+        "SELECT max(version) FROM dataset_versions WHERE dataset = ? AND status = 'published'", [dataset])
+    return None if row[0] is None else version_info(warehouse, dataset, row[0])
 
 
 def resolve_version(warehouse: Warehouse, dataset: str, version: int | None = None) -> int:

@@ -64,7 +64,7 @@ def synthesize_queries(spec_path: str, snapshot_ids: list[str]) -> Synthesized:
         rejected += [(r.row, r.filter, r.reason, r.score) for r in result.rejected]
         steps += result.steps
         kept = result.kept
-        derived, _ = derive_snapshot(warehouse, snapshot, f"{snapshot.name}+synthetic",
+        derived, _ = derive_snapshot(warehouse, snapshot, f"{snapshot.name}.synthetic",
                                      {row["qid"]: row["query"] for row in kept},
                                      {row["qid"]: row["source_docid"] for row in kept})
         for row in kept:

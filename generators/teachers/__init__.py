@@ -33,12 +33,16 @@ class TeacherConfig(BaseModel):
     max_in_flight: int = Field(16, ge=1, description="requests in flight at once, over all endpoints")
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float | None = Field(None, gt=0, description="one call, answer included; default 120 s, "
+                                    "embedded 600 s (a call that takes longer counts as a hung model)")
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(0.5, gt=0, description="first backoff; doubles per attempt")
     endpoint_failures: int = Field(5, ge=1, description="failures in a row that set an endpoint aside")
     endpoint_cooldown_s: float = Field(30.0, ge=0)
     n_ctx: int = Field(8192, ge=512)
+    max_restarts: int = Field(3, ge=0, description="embedded: restarts of a crashed or hung model server per run")
+    embedded_server: str = Field(
+        "llama_cpp.server", description="embedded: module run as the model server (llama_cpp.server's arguments)")
     grammar_style: Literal["llama_cpp", "vllm"] = Field(
         "llama_cpp", description="openai backend: how a grammar is sent (llama.cpp server or vLLM)")
     reasoning_parser: str | None = Field(None, description="vLLM reasoning parser, e.g. deepseek_r1")
@@ -75,13 +79,14 @@ def make_backend(config: TeacherConfig) -> TeacherBackend:
     if config.backend == "embedded":
         from generators.teachers.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(model_path=config.model, n_ctx=config.n_ctx)
+        return EmbeddedBackend(model_path=config.model, n_ctx=config.n_ctx, max_restarts=config.max_restarts,
+                               call_timeout_s=config.timeout_s or 600.0, server_module=config.embedded_server)
     if config.backend == "openai":
         from generators.teachers.openai_compat import OpenAIBackend
 
         return OpenAIBackend(
             config.endpoints, config.model, config.api_key(), max_in_flight=config.max_in_flight,
-            timeout_s=config.timeout_s, max_retries=config.max_retries, backoff_s=config.retry_backoff_s,
+            timeout_s=config.timeout_s or 120.0, max_retries=config.max_retries, backoff_s=config.retry_backoff_s,
             requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
             endpoint_failures=config.endpoint_failures, endpoint_cooldown_s=config.endpoint_cooldown_s,
             grammar_style=config.grammar_style)

@@ -47,6 +47,11 @@ def known_formats(kind: str) -> list[str]:
     return sorted({fmt for k, fmt in EXPORTERS if k == kind} | set(_GENERIC))
 
 
+def formats_by_kind() -> dict[str, list[str]]:
+    """Every format of every kind that registers its own (the generic ones included)."""
+    return {kind: known_formats(kind) for kind in sorted({kind for kind, _ in EXPORTERS})}
+
+
 def arrow_table(rows: list[dict]) -> pa.Table:
     """Rows as an Arrow table: columns in first-seen order, missing fields null. A field
     whose values have no common Arrow type (or are empty mappings) becomes JSON text."""
