@@ -22,7 +22,8 @@ from flows.stages.listwise import listwise_stage
 from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
-from generators.candidates import retrieval_inputs
+from flows.stages.queries import stage_synthesized, synthesize_queries
+from generators.candidates import retrieval_inputs, retrieve
 from generators.review import apply_human_judgments
 from prompts import load_prompt
 from warehouse.candidates import has_candidates, store_candidates
@@ -30,7 +31,7 @@ from warehouse.errors import SynthrankError
 from warehouse.exports import complete_exports, export_files, publish_exports
 from warehouse.review import judgments_fingerprint
 from warehouse.runs import inputs_fingerprint, record_run
-from warehouse.snapshots import ingest, latest_snapshot
+from warehouse.snapshots import ingest, latest_snapshot, snapshot_record
 from warehouse.testhooks import kill_point
 from warehouse.versions import (begin_version, discard_version, fail_version, failed_calls, latest_published,
                                 publish_version, same_rows, spec_hash)
@@ -50,8 +51,8 @@ def ingest_sources(spec_path: str) -> list[str]:
         if source.path is None and source.hf is None:
             snapshot_ids.append(latest_snapshot(warehouse, source.name).snapshot_id)
             continue
-        location = spec.resolve(source.path) if source.path else source.hf
-        snapshot, _ = ingest(warehouse, location, source.name, source.domain, hub=source.hf is not None)
+        snapshot, _ = ingest(warehouse, source.ref(spec.resolve), source.name, source.domain,
+                             require_queries=not source.synthesize)
         snapshot_ids.append(snapshot.snapshot_id)
     return snapshot_ids
 
@@ -68,7 +69,9 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
     pending = []
     for source, snapshot_id in zip(spec.sources, snapshot_ids):
         config = spec.candidates_for(source)
-        if not has_candidates(warehouse, snapshot_id, config.retriever_id()):
+        if config.method == "run" and not has_candidates(warehouse, snapshot_id, config.retriever_id()):
+            store_candidates(warehouse, snapshot_id, config.retriever_id(), retrieve(warehouse, snapshot_id, config))
+        elif not has_candidates(warehouse, snapshot_id, config.retriever_id()):
             inputs = retrieval_inputs(warehouse, snapshot_id, config, encode_in_shards)
             pending.append((snapshot_id, config, retrieve_shard.submit(inputs[0], inputs[1], config, *inputs[2:])))
     for snapshot_id, config, future in pending:
@@ -83,7 +86,7 @@ def export_parquet(spec_path: str, version: int) -> list[str]:
     later build holds the warehouse)."""
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
-    kinds = [kind for kind in STAGES if kind in spec.kinds]
+    kinds = [kind for kind in ("queries", *STAGES) if kind in spec.kinds]
     return [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds, spec.dataset_dir)]
 
 
@@ -123,16 +126,22 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
         if scheduled and same_inputs and not failed_calls(latest["manifest"]):
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
             return outcome_state({**base, "outcome": "unchanged", "version": latest["version"]})
+        synthesized = synthesize_queries(spec_path, snapshot_ids) if "queries" in spec.kinds else None
+        snapshot_ids = synthesized["snapshot_ids"] if synthesized else snapshot_ids
         build_candidates(spec_path, snapshot_ids)
         version = begin_version(warehouse, spec.dataset, recorded_spec, snapshot_ids)
         try:
             results, stage_seconds = [], {}
+            if synthesized:
+                results.append(stage_synthesized(spec, warehouse, version, synthesized))
             for kind in (kind for kind in STAGES if kind in spec.kinds):
                 stage_started = time.perf_counter()
                 results.append(STAGES[kind](spec_path, snapshot_ids, version))
                 stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
             manifest["timings"]["stage_seconds"] = stage_seconds
+            manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
+            manifest["mixture"] = spec.query_counts(warehouse, snapshot_ids)[1]
             check_failed_share(spec, manifest)
             if spec.review.override:
                 manifest["human_review"] = human_review(spec, version)

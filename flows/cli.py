@@ -59,17 +59,25 @@ def ingest(path: str = typer.Argument(..., help="BEIR folder, query-list .jsonl/
            name: str = typer.Option(..., help="Snapshot name."),
            domain: str = typer.Option(..., help="Domain label, e.g. medicine."),
            hf: bool = typer.Option(False, "--hf", help="PATH is a Hugging Face hub dataset id."),
+           skip_bad_records: bool = typer.Option(
+               False, "--skip-bad-records", help="Leave out records that cannot be used (empty text, missing id, "
+               "qrels on unknown ids, ...) and record them in the snapshot, instead of stopping at the first."),
            wait: float = typer.Option(0.0, help="Seconds to wait for another process holding the warehouse."),
            warehouse: str = WarehouseOption) -> None:
     """Ingest a source into an immutable, fingerprinted snapshot."""
     from warehouse.db import Warehouse, discarded_if_unused
-    from warehouse.snapshots import ingest as ingest_source
+    from warehouse.snapshots import ingest as ingest_source, skip_summary, skipped_records
 
     with discarded_if_unused(warehouse), Warehouse.open(warehouse, wait_seconds=wait) as wh:
-        snapshot, created = ingest_source(wh, path, name, domain, hub=hf)
+        snapshot, created = ingest_source(wh, path, name, domain, hub=hf,
+                                          on_bad_record="skip" if skip_bad_records else "fail")
+        skipped = skip_summary(skipped_records(wh, snapshot.snapshot_id))
     state = "created" if created else "already present, nothing written"
     out.print(f"snapshot [bold]{snapshot.snapshot_id}[/] ({state}): {snapshot.n_passages} passages, "
               f"{snapshot.n_queries} queries, {snapshot.n_qrels} judged pairs")
+    for reason, summary in skipped.items():
+        out.print(f"skipped {summary['count']} {reason}: {escape(', '.join(summary['locations']))}"
+                  + (" …" if summary["count"] > len(summary["locations"]) else ""), soft_wrap=True)
 
 
 @app.command()

@@ -23,7 +23,7 @@ def render_markdown(audit: Audit, other: Audit | None = None) -> str:
     data = audit.data
     lines = [f"# Label-quality audit: {data.label}" + (f" vs {other.data.label}" if other else ""), "",
              f"Published {data.published_at} · code {data.code_version} · "
-             f"snapshots {', '.join(f'{s.name} ({s.n_qrels} judged pairs)' for s in data.snapshots) or 'n/a'}", "",
+             f"snapshots {', '.join(f'{s.name} ({s.n_qrels} judged pairs' + (f', {s.n_skipped} records skipped at ingest' if s.n_skipped else '') + ')' for s in data.snapshots) or 'n/a'}", "",
              "## Headline", "", *markdown_table(["figure", "value", "n", "note"],
                                                  [list(r.values()) for r in headline_table(audit)])]
     for section in audit.sections:
@@ -100,7 +100,7 @@ table.sortable th[aria-sort="descending"]::after { content: " ▼"; }
 <h1>Label-quality audit: {{ data.label }}{% if other %} vs {{ other.data.label }}{% endif %}</h1>
 <p class="meta">Published {{ data.published_at }} · code {{ data.code_version }} ·
 teachers {{ teachers }}{% for s in data.snapshots %}{% if loop.first %} · snapshots {% endif %}{{ s.name }}
-({{ s.domain }}, {{ s.n_queries }} queries, {{ s.n_qrels }} judged pairs){% if not loop.last %}, {% endif %}{% endfor %}</p>
+({{ s.domain }}, {{ s.n_queries }} queries, {{ s.n_qrels }} judged pairs{% if s.n_skipped %}, {{ s.n_skipped }} records skipped at ingest{% endif %}){% if not loop.last %}, {% endif %}{% endfor %}</p>
 <nav><a href="#headline-section">Headline</a>{% for s in audit.sections %}<a href="#{{ s.key }}">{{ s.title }}</a>{% endfor %}</nav>
 
 <section id="headline-section">

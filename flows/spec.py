@@ -19,14 +19,18 @@ from generators.listwise import ListwiseConfig
 from generators.mixed_cot import MixedCotConfig
 from generators.negatives import NegativesConfig
 from generators.pointwise import PointwiseConfig
+from generators.queries import SynthesizeConfig
 from generators.teachers import Sampling, TeacherConfig
 from warehouse.errors import InputError
+from warehouse.sources import SourceRef
 from warehouse.names import check_folder, check_name, inside
 
 
 class SourceSpec(BaseModel):
     """One source and its domain: a local ``path`` or a hub id ``hf`` to ingest, or neither
-    for the latest snapshot already ingested under ``name``."""
+    for the latest snapshot already ingested under ``name``. ``layout`` or ``columns`` read
+    any Hugging Face dataset or table (see warehouse/sources.py); ``topics`` and ``qrels``
+    add TREC files."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -34,9 +38,39 @@ class SourceSpec(BaseModel):
     domain: str = Field(min_length=1)
     path: str | None = None
     hf: str | None = Field(None, description="a Hugging Face hub dataset id (needs a network)")
+    layout: Literal["beir", "msmarco", "squad", "triplets", "qa"] | None = None
+    columns: dict[str, str] | None = Field(None, description="role -> (dotted) column path, e.g. query: question")
+    config: str | None = None
+    split: str | None = None
+    revision: str | None = None
+    streaming: bool = False
+    limit: int | None = Field(None, ge=1, description="read only the first rows of the dataset")
+    topics: str | None = Field(None, description="TREC topics: TSV qid<TAB>text or <top> SGML")
+    topics_field: Literal["title", "description"] = "title"
+    qrels: str | None = Field(None, description="a TREC (or BEIR) qrels file")
+    on_bad_record: Literal["fail", "skip"] = "fail"
     queries: int | None = Field(None, ge=1, description="how many queries to use (default: all)")
+    synthesize: bool = Field(False, description="write queries for this source's passages (kind `queries`)")
     candidates: CandidateConfig | None = Field(
         None, description="this source's candidate settings; fields given override the spec's")
+
+    def ref(self, resolve) -> SourceRef:
+        """Where and how to read this source (paths made absolute with ``resolve``)."""
+        local = lambda path: str(resolve(path)) if path else None  # noqa: E731
+        return SourceRef(
+            self.hf or local(self.path), hub=self.hf is not None, layout=self.layout, columns=self.columns,
+            config=self.config, split=self.split, revision=self.revision, streaming=self.streaming,
+            limit=self.limit, topics=local(self.topics), topics_field=self.topics_field,
+            qrels=local(self.qrels), on_bad_record=self.on_bad_record)
+
+
+class Mixture(BaseModel):
+    """``queries`` in total, split over domains or source names by ``weights``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: int = Field(ge=1)
+    weights: dict[str, float] = Field(min_length=1)
 
 
 class Pricing(BaseModel):
@@ -69,9 +103,11 @@ class BuildSpec(BaseModel):
     publish: Literal["if_changed", "always"] = Field(
         "if_changed", description="scheduled runs: publish only when inputs changed, or always")
     sources: list[SourceSpec] = Field(min_length=1)
-    kinds: list[Literal["pointwise", "listwise", "negatives", "mixed_cot"]] = Field(
+    mixture: Mixture | None = Field(None, description="N queries in total, weighted by domain or source name")
+    kinds: list[Literal["queries", "pointwise", "listwise", "negatives", "mixed_cot"]] = Field(
         ["listwise"], min_length=1, description="dataset kinds this build produces")
     candidates: CandidateConfig = CandidateConfig()
+    queries: SynthesizeConfig = SynthesizeConfig()
     listwise: ListwiseConfig = ListwiseConfig()
     pointwise: PointwiseConfig = PointwiseConfig()
     negatives: NegativesConfig = NegativesConfig()
@@ -91,10 +127,25 @@ class BuildSpec(BaseModel):
 
     def candidates_for(self, source: SourceSpec) -> CandidateConfig:
         """The candidate settings of one source: the spec's, with the source's overrides."""
-        if source.candidates is None:
-            return self.candidates
-        overrides = {name: getattr(source.candidates, name) for name in source.candidates.model_fields_set}
-        return self.candidates.model_copy(update=overrides)
+        config = self.candidates
+        if source.candidates is not None:
+            overrides = {name: getattr(source.candidates, name) for name in source.candidates.model_fields_set}
+            config = config.model_copy(update=overrides)
+        if config.method == "run" and config.path is not None:
+            config = config.model_copy(update={"path": str(self.resolve(config.path))})
+        return config
+
+    def query_counts(self, warehouse, snapshot_ids: list[str]) -> tuple[list[int | None], dict | None]:
+        """How many queries each source gives the build (None: all) and, with a mixture, the
+        report of asked vs got per domain or source (generators/mixture.py)."""
+        if self.mixture is None:
+            return [source.queries for source in self.sources], None
+        from generators.mixture import MixtureSource, allocate, available_queries
+
+        sources = [MixtureSource(source.name, source.domain, available_queries(warehouse, sid))
+                   for source, sid in zip(self.sources, snapshot_ids)]
+        counts, report = allocate(self.mixture.queries, self.mixture.weights, sources)
+        return counts, {"queries": self.mixture.queries, "seed": self.seed, "by": report}
 
     def resolve(self, path: str) -> Path:
         """A spec path made absolute against the spec file's folder."""
@@ -152,8 +203,40 @@ def spec_from_dict(raw: dict, base_dir: Path, name: str = "spec") -> BuildSpec:
             raise InputError(f"{name}: sources[{index}].path: {path} does not exist")
         if path is not None and source.hf is not None:
             raise InputError(f"{name}: sources[{index}]: give either path or hf, not both")
+        for field in ("topics", "qrels"):
+            value = getattr(source, field)
+            if value is not None and not spec.resolve(value).is_file():
+                raise InputError(f"{name}: sources[{index}].{field}: {value} does not exist")
+        run = spec.candidates_for(source)
+        if run.method == "run" and (run.path is None or not spec.resolve(run.path).is_file()):
+            raise InputError(f"{name}: sources[{index}].candidates.path: a run file is needed for method run "
+                             f"({run.path or 'none given'})")
+    _check_mixture(spec, name)
+    synthesized = any(source.synthesize for source in spec.sources)
+    if synthesized != ("queries" in spec.kinds):
+        raise InputError(f"{name}: kinds: the `queries` kind runs for sources with `synthesize: true`; "
+                         + ("add it to kinds" if synthesized else "no source has synthesize: true"))
     _check_filters(spec, name)
     return spec
+
+
+def _check_mixture(spec: BuildSpec, name: str) -> None:
+    """Mixture weights name domains or sources of this spec, and no source also sets ``queries``."""
+    if spec.mixture is None:
+        return
+    known = {s.domain for s in spec.sources} | {s.name for s in spec.sources}
+    for key, weight in spec.mixture.weights.items():
+        if key not in known:
+            raise InputError(f"{name}: mixture.weights.{key}: no source has this domain or name "
+                             f"(domains: {', '.join(sorted({s.domain for s in spec.sources}))})")
+        if weight < 0:
+            raise InputError(f"{name}: mixture.weights.{key}: a weight must be >= 0")
+    if sum(spec.mixture.weights.values()) <= 0:
+        raise InputError(f"{name}: mixture.weights: at least one weight must be > 0")
+    for index, source in enumerate(spec.sources):
+        if source.queries is not None:
+            raise InputError(f"{name}: sources[{index}].queries: the mixture sets how many queries each source "
+                             "gives; drop one of them")
 
 
 def _check_filters(spec: BuildSpec, name: str) -> None:

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from generators.run_candidates import run_candidates, run_retriever_id
 from warehouse.candidates import has_candidates, load_candidates, store_candidates
 from warehouse.db import Warehouse
 from warehouse.snapshots import Snapshot, load_passages, load_qrels, load_queries
@@ -33,20 +34,25 @@ class CandidateConfig(BaseModel):
     """How candidate lists are built: ``k`` passages per query by ``method``.
 
     ``model`` is the dense model (a sentence-transformers name or an absolute path);
-    ``rrf_k`` and ``depth`` only matter for ``hybrid`` (fuse each retriever's top ``depth``).
+    ``rrf_k`` and ``depth`` only matter for ``hybrid`` (fuse each retriever's top ``depth``);
+    ``path`` only for ``run``: a TREC run file whose lists are used as they are
+    (generators/run_candidates.py).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["bm25", "dense", "hybrid"] = "bm25"
+    method: Literal["bm25", "dense", "hybrid", "run"] = "bm25"
     k: int = Field(20, ge=1)
     model: str = DEFAULT_EMBEDDER
     stopwords: str | None = Field("en", description="bm25s stopword list; null keeps every token")
     rrf_k: int = Field(60, ge=1)
     depth: int = Field(100, ge=1, description="hybrid: how deep each retriever's list is fused")
+    path: str | None = Field(None, description="run: a TREC run file (qid Q0 docid rank score tag)")
 
     def retriever_id(self) -> str:
         """A stable name for every setting that changes the lists; lists are stored under it."""
+        if self.method == "run":
+            return run_retriever_id(self.path, self.k)
         used = {"bm25": ("stopwords",), "dense": ("model",),
                 "hybrid": ("stopwords", "model", "rrf_k", "depth")}[self.method]
         return ":".join([self.method, f"k={self.k}", *(f"{name}={getattr(self, name)}" for name in used)])
@@ -146,6 +152,8 @@ def rank_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str
 
 def retrieve(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig) -> Ranked:
     """Candidate lists of every query of a snapshot under ``config``."""
+    if config.method == "run":
+        return run_candidates(warehouse, snapshot_id, config.path, config.k)
     passages, queries, docids, vectors = retrieval_inputs(warehouse, snapshot_id, config)
     return rank_candidates(passages, queries, config, docids, vectors)
 

@@ -8,6 +8,10 @@ with a known ranking policy, a latency, a capacity and seeded faults:
   without one last; ``identity`` answers ``[1] > [2] > …``; ``random`` a permutation
   drawn from the request ``seed`` and the choice index (same seed, same answer); ``fixed``
   answers ``fixed_content``; ``echo`` answers the last user message.
+- query writing: a prompt that asks for ``<query>…</query>`` (prompts/queries_*.yaml) gets,
+  in every mode but ``fixed`` and ``echo``, the k queries it asks for made from the passage
+  between ``<<<`` and ``>>>``: its first six words, the same words again with a question mark
+  (a near duplicate), then ``unrelated zebra violin harbour`` and numbered variants.
 - capacity and latency: at most ``capacity`` requests are processed at once, each for
   ``latency_ms``, so the throughput ceiling is capacity / latency.
 - faults, drawn per request in arrival order from ``random.Random(seed)``: ``p_5xx`` (500,
@@ -384,6 +388,8 @@ class FakeTeacher:
             return None, self.fixed_content
         if self.mode == "echo":
             return None, prompt
+        if _QUERY_REQUEST.search(prompt):
+            return None, _written_queries(prompt)
         passages = _passages(prompt) or _passages(_all_user_text(messages))
         ranking = self._rank(passages, prompt, seed, index)
         answer = "<answer>" + " > ".join(f"[{pid}]" for pid in ranking) + "</answer>"
@@ -481,6 +487,19 @@ def _last_user_text(messages: list) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _text_of(message.get("content"))
     return ""
+
+
+_QUERY_REQUEST = re.compile(r"Write (\d+) different \w+ for this passage")
+_QUOTED_PASSAGE = re.compile(r"<<<\n(.*?)\n>>>", re.S)
+
+
+def _written_queries(prompt: str) -> str:
+    """k queries for the passage of a query-writing prompt (see the module doc)."""
+    count = int(_QUERY_REQUEST.search(prompt).group(1))
+    found = _QUOTED_PASSAGE.search(prompt)
+    words = " ".join((found.group(1) if found else "").split()[:6]).lower()
+    queries = [words, words + " ?"] + [f"unrelated zebra violin harbour {i}" for i in range(count)]
+    return "\n".join(f"<query>{query}</query>" for query in queries[:count])
 
 
 def _all_user_text(messages: list) -> str:

@@ -27,6 +27,7 @@ from tests.teachers_data import write_scored_beir, write_spec
 from tests.warehouse_support import listwise_row, publish
 from warehouse.db import Warehouse
 from warehouse.exports import publish_exports
+from warehouse.sources import SKIP_HINT
 from warehouse.versions import list_versions
 
 
@@ -290,7 +291,8 @@ def test_builds_that_fail_print_one_line_and_leave_nothing(prefect_harness, tmp_
     result = synthrank_process("build", str(bad), env=env, cwd=tmp_path)
     assert result.code == 2 and "Traceback" not in result.out + result.err, result.err
     assert result.err.strip().splitlines() == [f"error: {tmp_path}/bad-source/corpus.jsonl:3: malformed JSON "
-                                               "(Expecting property name enclosed in double quotes at column 2)"]
+                                               "(Expecting property name enclosed in double quotes at column 2); "
+                                               f"{SKIP_HINT}"]
     assert tree_digest(tmp_path) == before  # no empty warehouse, no output folder
 
     debug = synthrank_process("--debug", "build", str(bad), env=env, cwd=tmp_path)

@@ -134,6 +134,14 @@ CREATE TABLE IF NOT EXISTS build_runs (
     detail       VARCHAR
 );
 
+-- Records ingest left out of a snapshot (`on_bad_record: skip`): why, and where they were.
+CREATE TABLE IF NOT EXISTS snapshot_skips (
+    snapshot_id VARCHAR NOT NULL,
+    reason      VARCHAR NOT NULL,           -- empty_text | missing_id | duplicate_id | unknown_query | ...
+    location    VARCHAR NOT NULL,           -- file:line or dataset row
+    detail      VARCHAR NOT NULL
+);
+
 -- Human review (synthrank review push / pull): the Label Studio tasks a selection became, and
 -- the annotations read back. A task or judgment names the version, kind, row and item (a
 -- negative's docid, '' for a whole row) it is about; the server's token is never stored.

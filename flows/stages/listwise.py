@@ -28,9 +28,10 @@ def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str
                    ) -> Iterator[tuple[list[CandidateList], dict[str, tuple[str, str]]]]:
     """Per source: the candidate lists of its selected queries (its own candidate settings)
     and its passages."""
-    for source, snapshot_id in zip(spec.sources, snapshot_ids):
+    counts, _ = spec.query_counts(warehouse, snapshot_ids)
+    for source, snapshot_id, count in zip(spec.sources, snapshot_ids, counts):
         snapshot = find_snapshot(warehouse, snapshot_id)
-        lists = candidate_lists(warehouse, snapshot, spec.candidates_for(source), source.queries, spec.seed)
+        lists = candidate_lists(warehouse, snapshot, spec.candidates_for(source), count, spec.seed)
         yield lists, load_passages(warehouse, snapshot_id)
 
 

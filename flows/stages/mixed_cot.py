@@ -24,11 +24,12 @@ def mixed_cot_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     prompt = load_prompt(config.prompt_name)
     backend = stage_backend(spec)
     planned = []
-    for source, snapshot_id in zip(spec.sources, snapshot_ids):
+    counts, _ = spec.query_counts(warehouse, snapshot_ids)
+    for snapshot_id, count in zip(snapshot_ids, counts):
         passages = load_passages(warehouse, snapshot_id) if config.with_passage else {}
         planned += plan_traces(find_snapshot(warehouse, snapshot_id), load_queries(warehouse, snapshot_id),
                                load_qrels(warehouse, snapshot_id), passages, prompt, config,
-                               backend.model, spec.sampling, source.queries, spec.seed)
+                               backend.model, spec.sampling, count, spec.seed)
     answers, stats = TeacherRunner(backend, CallStore(warehouse)).run([p.call for p in planned],
                                                                       "mixed_cot")
     rows = [build_row(p, answers[p.call.key], prompt, backend.name, config) for p in planned]

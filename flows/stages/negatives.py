@@ -22,9 +22,9 @@ def negatives_stage(spec_path: str, snapshot_ids: list[str], version: int) -> St
     config = spec.negatives
     warehouse = warehouse_cursor(spec.warehouse_path)
     rows = []
-    for source, snapshot_id in zip(spec.sources, snapshot_ids):
-        rows += mine_snapshot(warehouse, find_snapshot(warehouse, snapshot_id), config, source.queries,
-                              spec.seed)
+    counts, _ = spec.query_counts(warehouse, snapshot_ids)
+    for snapshot_id, count in zip(snapshot_ids, counts):
+        rows += mine_snapshot(warehouse, find_snapshot(warehouse, snapshot_id), config, count, spec.seed)
     mined = [row for row in rows if row["negatives"]]
     rejected = [(row, "mine", "no_candidates", None) for row in rows if not row["negatives"]]
     prompt = load_prompt(config.judge_prompt)
