@@ -31,7 +31,7 @@ def scored_lists() -> tuple[list[CandidateList], dict[str, tuple[str, str]]]:
     """A long list (sliding windows) and a short one (one window), passages carrying scores."""
     long = tuple(f"L{i:02d}" for i in range(14))
     short = tuple(f"S{i}" for i in range(5))
-    passages = {d: (f"Title {d}", f"text [1] of {d} score={(i * 37) % 23}")
+    passages = {d: (f"Title {d}", f"text [1] of {d} score={(i * 37) % 23} “quoted” ﬁne")
                 for docs in (long, short) for i, d in enumerate(docs)}
     return [CandidateList("snap", "science", "q-long", "long query?", long),
             CandidateList("snap", "law", "q-short", "short query?", short)], passages
@@ -48,6 +48,8 @@ def published(tmp_path_factory):
     pointwise = [build_judgment_row(j, answer, prompt_p, "openai") for j in judgments]
     config = ListwiseConfig(window=6, stride=3, depth=14, passes="full", samples=2, passage_tokens=20)
     with FakeTeacher(mode="score", latency_ms=0) as teacher, Warehouse.open(folder / "wh.duckdb") as wh:
+        wh.con.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",
+                           [("snap", docid, title, text) for docid, (title, text) in passages.items()])
         backend = OpenAIBackend(teacher.base_url, "fake-scorer")
         planned = plan_samples(lists, passages, prompt_l, config, backend.model, Sampling(), seed=5)
         rankings, _ = rank_samples(planned, TeacherRunner(backend, CallStore(wh), show_progress=False))
