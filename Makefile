@@ -70,7 +70,7 @@ $(CONSUMERS_STAMP): Makefile
 	$(CONSUMERS_PIP) install -q "torch==2.13.0"
 	$(CONSUMERS_PIP) install -q "transformers>=5.5.3,<5.6" "datasets>=3,<=4.0.0" "peft>=0.18,<=0.18.1" \
 	  "accelerate>=1.3,<=1.11" "tensordict>=0.8,<=0.10,!=0.9.0" "ray>=2.41" omegaconf pillow pyarrow \
-	  pandas dacite ftfy sentencepiece protobuf gguf
+	  pandas dacite ftfy sentencepiece protobuf gguf codetiming
 	$(CONSUMERS_PIP) install -q --no-deps "verl==0.9.1" "rank-llm==0.25.7" "flagembedding==1.4.2" \
 	  "llamafactory==0.9.5"
 	touch $@

@@ -256,10 +256,14 @@ def format_options(pairs: list[str]) -> dict:
 
 
 def audit_headline(warehouse, dataset: str, version: int | None) -> list[dict[str, str]]:
-    """The version's audit headline (figure, value, n, note), for the dataset card."""
+    """The version's audit headline (figure, value, n, note), for the dataset card; an audit
+    that cannot be computed says why there instead of stopping the export."""
     from flows.report import compute_audit, headline_table, load_for_audit
 
-    return headline_table(compute_audit(load_for_audit(warehouse, dataset, version)))
+    try:
+        return headline_table(compute_audit(load_for_audit(warehouse, dataset, version)))
+    except Exception as exc:  # the card reports it; the export itself does not depend on the audit
+        return [{"figure": "audit", "value": "n/a", "n": "", "note": f"not computed: {type(exc).__name__}: {exc}"}]
 
 
 def _print_note(note: str | None) -> None:

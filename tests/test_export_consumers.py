@@ -122,7 +122,7 @@ def rank_llm_lists(published, records: list[dict]) -> list[dict]:  # noqa: F811
 
 
 def test_rankzephyr_prompt_is_rank_llms_character_for_character(published, tmp_path):  # noqa: F811
-    [path] = export(published, "rankzephyr", tmp_path / "export")
+    path, _ = export(published, "rankzephyr", tmp_path / "export")
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     lists = rank_llm_lists(published, records)
     untitled = {"query": "what does [3] say?", "answer": "[2] > [1]",  # no title, spaces, a ligature, [n]
@@ -137,7 +137,9 @@ def test_rankzephyr_prompt_is_rank_llms_character_for_character(published, tmp_p
         assert [system["value"], human["value"]] == [m["content"] for m in rendered["messages"]]
         assert [int(i) for i in rendered["answer"].split()] == [int(p.strip("[]")) for p in gpt["value"].split(" > ")]
     mine = rankzephyr_messages(untitled["query"], [(p["title"], p["text"]) for p in untitled["passages"]])
-    assert mine == theirs[-1]["messages"] and "w2999\n" in mine[1]["content"] and "w3000" not in mine[1]["content"]
+    assert mine == theirs[-1]["messages"]
+    # 300 * 20 / 2 = 3000 words per passage, "Title: T Content:" included
+    assert "w2996\n" in mine[1]["content"] and "w2997" not in mine[1]["content"]
 
 
 def test_flagembedding_dataset_class_reads_the_export(tmp_path):
@@ -186,7 +188,7 @@ def test_dataset_card_is_read_by_datasets_and_the_hub_parser(published, tmp_path
     assert meta["license"] == "other" and meta["task_categories"] == ["text-ranking"]
     assert meta["size_categories"] == ["n<1K"]
     names = [c["config_name"] for c in meta["configs"]]
-    assert names == ["listwise-hf", "listwise-parquet", "listwise-rankzephyr", "listwise-verl"]
+    assert names == ["listwise-parquet", "listwise-verl"]  # one file format per folder; hf: load_from_disk
     for section in ("## Lineage", "## Teachers", "## Prompt versions", "## Filters", "## Audit"):
         assert section in card.text
     assert "`fake-scorer` (openai), 4 rows" in card.text and "listwise_reasonrank@" in card.text
@@ -194,6 +196,12 @@ def test_dataset_card_is_read_by_datasets_and_the_hub_parser(published, tmp_path
     for name in names:
         assert datasets.load_dataset(str(tmp_path), name, split="train").num_rows == rows, name
     assert verify_export(tmp_path) == []
+    jsonl_only = tmp_path / "jsonl"
+    for fmt in ("rankzephyr", "reasonrank-sft"):
+        export(published, fmt, jsonl_only)
+    meta = DatasetCard.load(jsonl_only / "README.md").data.to_dict()
+    assert [c["config_name"] for c in meta["configs"]] == ["listwise-rankzephyr", "listwise-reasonrank-sft"]
+    assert datasets.load_dataset(str(jsonl_only), "listwise-rankzephyr", split="train").num_rows == rows
 
 
 def test_prompt_length_percentile_is_the_nearest_rank():

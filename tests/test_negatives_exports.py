@@ -133,3 +133,23 @@ def test_st_export_trains_one_step_with_mnrl(tmp_path, monkeypatch):
     print(f"\nMNRL loss on the exported set: {before:.4f} before, {after:.4f} after 2 steps")
     assert any(not torch.equal(b, p) for b, p in zip(before_weights, model.parameters()))
     assert after < before
+
+
+def test_cli_export_takes_format_options(tmp_path):
+    from tests.test_reasonrank_exports import run_cli
+
+    with Warehouse.open(tmp_path / "wh.duckdb") as warehouse:
+        version = begin_version(warehouse, "negs", {"negatives": {"num_negatives": 2}}, ["snap"])
+        add_rows(warehouse, "negs", version, "negatives", [{**row, "qid": row["query"], "domain": "d"} for row in ROWS])
+        publish_version(warehouse, "negs", version, {})
+    done = run_cli("export", "negs", "--kind", "negatives", "--format", "flagembedding", "-o", "num_negatives=3",
+                   "-o", "short_rows=drop", "--out", str(tmp_path / "o"), "-w", str(tmp_path / "wh.duckdb"),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "o" / "negatives_flagembedding.jsonl").read_text().splitlines()]
+    assert [len(line["neg"]) for line in lines] == [3]  # q2 has two usable negatives: dropped
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "config_name: negatives-flagembedding" in card and "## Audit" in card
+    bad = run_cli("export", "negs", "--kind", "negatives", "--format", "st", "-o", "negatives=3",
+                  "--out", str(tmp_path / "x"), "-w", str(tmp_path / "wh.duckdb"), cwd=tmp_path)
+    assert bad.returncode == 2 and "takes no option negatives" in bad.stderr and not (tmp_path / "x").exists()

@@ -112,7 +112,8 @@ def test_reasonrank_sft_answers_parse_back_and_load(published, tmp_path):
 def test_verl_labels_are_positions_in_initial_list(published, tmp_path):
     import datasets
 
-    (path,) = export(published, "verl", tmp_path)
+    path, reward = export(published, "verl", tmp_path)
+    assert reward.name == "listwise_verl_reward.py"
     rows = {row["row_id"]: row for row in published[2]["listwise"]}
     loaded = datasets.load_dataset("parquet", data_files=str(path), split="train")
     assert loaded.num_rows == len(rows)
@@ -133,7 +134,8 @@ def test_verl_labels_are_positions_in_initial_list(published, tmp_path):
 def test_rankzephyr_answers_match_the_regex_and_parse_back(published, tmp_path):
     import datasets
 
-    (path,) = export(published, "rankzephyr", tmp_path)
+    path, info = export(published, "rankzephyr", tmp_path)
+    assert json.loads(info.read_text())["synthrank_listwise_rankzephyr"]["file_name"] == path.name
     rows = {row["row_id"]: row for row in published[2]["listwise"]}
     loaded = datasets.load_dataset("json", data_files=str(path), split="train")
     assert loaded.num_rows == len(rows)
@@ -155,7 +157,7 @@ def test_hf_and_pointwise_exports_load_and_round_trip(published, tmp_path):
     assert {"initial_list", "final_list", "reasoning", "relevant_docids", "sample_index"} <= set(listwise.column_names)
 
     pointwise = {row["row_id"]: row for row in published[2]["pointwise"]}
-    (chat,) = export(published, "chat", tmp_path / "pw", kind="pointwise")
+    chat, _ = export(published, "chat", tmp_path / "pw", kind="pointwise")
     for record in datasets.load_dataset("json", data_files=str(chat), split="train"):
         row = pointwise[record["id"]]
         assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]

@@ -1,7 +1,9 @@
 """The ``README.md`` dataset card of an export folder, written from its manifest.
 
-A YAML header the Hugging Face hub and ``datasets`` read (``configs``: one per export with
-data files, named ``<kind>-<format>``; ``license``, ``task_categories``, ``size_categories``,
+A YAML header the Hugging Face hub and ``datasets`` read (``configs``: one per export,
+named ``<kind>-<format>``: the Parquet ones, or the JSONL ones in a folder without Parquet,
+as ``datasets`` reads one file format per folder (``load_dataset("json", data_files=…)``
+reads the others); an ``hf`` export is a ``save_to_disk`` folder for ``load_from_disk``; ``license``, ``task_categories``, ``size_categories``,
 ``tags``), then a body that says how the data was made: lineage, teachers, prompt versions,
 filters, counts and rejections, prompt token lengths, and the audit headline when the export
 was given one. ``datasets.load_dataset(FOLDER, "<kind>-<format>")`` loads an export.
@@ -18,7 +20,7 @@ import yaml
 CARD_NAME = "README.md"
 TASKS = {"listwise": ["text-ranking"], "pointwise": ["text-ranking", "text-classification"],
          "negatives": ["sentence-similarity", "text-retrieval"], "mixed_cot": ["text-generation", "question-answering"]}
-DATA_SUFFIXES = (".parquet", ".jsonl", ".arrow")
+DATA_SUFFIXES = (".parquet", ".jsonl")  # hf exports are save_to_disk folders: load_from_disk reads them
 
 
 def write_card(out_dir: Path, manifest: dict) -> Path:
@@ -39,6 +41,8 @@ def card_metadata(manifest: dict) -> dict:
     """The card's YAML header."""
     kinds = sorted({e["kind"] for e in manifest["exports"]})
     configs = [config for config in map(_config, manifest["exports"]) if config]
+    if any(_is_parquet(c) for c in configs):  # datasets loads one file format per folder
+        configs = [c for c in configs if _is_parquet(c)]
     if len(configs) > 1:
         configs[0]["default"] = True
     largest = max((e.get("written_rows", e["rows"]) for e in manifest["exports"]), default=0)
@@ -58,6 +62,11 @@ def _config(entry: dict) -> dict | None:
         return None
     return {"config_name": f"{entry['kind']}-{entry['format']}",
             "data_files": [{"split": "train", "path": files if len(files) > 1 else files[0]}]}
+
+
+def _is_parquet(config: dict) -> bool:
+    path = config["data_files"][0]["path"]
+    return (path if isinstance(path, str) else path[0]).endswith(".parquet")
 
 
 def size_category(rows: int) -> str:

