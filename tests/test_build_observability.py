@@ -4,6 +4,7 @@ publishes its summary as a table and a Markdown artifact."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import yaml
@@ -20,6 +21,8 @@ def test_build_logs_each_stage_and_publishes_its_summary_as_artifacts(prefect_ha
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
 
+    from prefect.logging.handlers import APILogWorker
+
     from flows.build import build_flow
 
     with FakeTeacher(mode="fixed", fixed_content=NOT_RELEVANT, model="fn-judge-fake") as teacher:
@@ -34,9 +37,18 @@ def test_build_logs_each_stage_and_publishes_its_summary_as_artifacts(prefect_ha
         }
         path = tmp_path / "spec.yaml"
         path.write_text(yaml.safe_dump(spec))
-        state = build_flow(str(path), return_state=True)
+        run_loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+        levels = [logger.level for logger in run_loggers]
+        for logger in run_loggers:  # conftest quiets Prefect to WARNING; a user sees INFO
+            logger.setLevel(logging.INFO)
+        try:
+            state = build_flow(str(path), return_state=True)
+        finally:
+            for logger, level in zip(run_loggers, levels):
+                logger.setLevel(level)
     summary = state.result()
     run_id = state.state_details.flow_run_id
+    APILogWorker.drain_all(timeout=30)  # run logs reach the API from a background worker
     with get_client(sync_client=True) as client:
         logs = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
             any_=[run_id])))]
