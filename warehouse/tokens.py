@@ -60,11 +60,12 @@ def embedded_tokenizer_dir() -> Path:
 def prompt_lengths(prompts: list[list[dict]], tokenizer_name: str = EMBEDDED) -> list[int]:
     """Tokens of each prompt (its messages through the chat template, generation prompt added)."""
     tokenizer = load_tokenizer(tokenizer_name)
-    lengths = []
-    for messages in prompts:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        lengths.append(len(ids["input_ids"] if hasattr(ids, "keys") else ids))
-    return lengths
+    texts = [tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+             for messages in prompts]
+    if not texts:
+        return []
+    # the template already holds the special tokens; one batched call to the fast tokenizer
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def prompt_token_stats(prompts: list[list[dict]], tokenizer_name: str = EMBEDDED) -> dict:
