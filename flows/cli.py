@@ -233,11 +233,25 @@ def export(target: str = typer.Argument(..., help="DATASET or DATASET@N (default
     for path in paths:
         out.print(f"wrote {path}", soft_wrap=True)
     out.print(f"manifest {out_dir / MANIFEST_NAME}", soft_wrap=True)
+    _print_export_report(out_dir, kind, format)
     if push_to_hub:
         from warehouse.exports import push_to_hub as push
 
         push(out_dir, kind, format, push_to_hub)
         out.print(f"pushed to https://huggingface.co/datasets/{push_to_hub}")
+
+
+def _print_export_report(out_dir: Path, kind: str, fmt: str) -> None:
+    """The export's prompt token lengths and warnings, from its manifest entry."""
+    from warehouse.exports import read_manifest
+
+    entry = next(e for e in read_manifest(out_dir)["exports"] if (e["kind"], e["format"]) == (kind, fmt))
+    tokens = entry.get("prompt_tokens") or {}
+    if tokens.get("max"):
+        out.print(f"prompt tokens ({tokens['tokenizer']}): max {tokens['max']}, p95 {tokens['p95']}; "
+                  f"a trainer needs max_prompt_length >= {tokens['max_prompt_length']}", soft_wrap=True)
+    for warning in entry.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 def format_options(pairs: list[str]) -> dict:

@@ -1,7 +1,8 @@
 """The export-format registry and the deterministic writers formats are built from.
 
-A format is a function ``(rows, out_dir, kind) -> [paths written]`` registered for a
-``(kind, format)`` pair with ``@exporter(kind, fmt)``. Every kind also has three generic
+A format is a function ``(rows, out_dir, kind, **options) -> [paths written]`` (or a
+``Written``: the paths and what the manifest entry should report) registered for a
+``(kind, format)`` pair with ``@exporter(kind, fmt, ...)``. Every kind also has three generic
 formats holding all row fields: ``parquet`` (``<kind>.parquet``), ``jsonl``
 (``<kind>.jsonl``) and ``hf`` (a ``datasets.save_to_disk`` folder ``<kind>_hf``); a kind's
 own registration of the same name wins. The writers give identical bytes for identical rows
