@@ -194,7 +194,8 @@ def test_dataset_card_is_read_by_datasets_and_the_hub_parser(published, tmp_path
     assert "`fake-scorer` (openai), 4 rows" in card.text and "listwise_reasonrank@" in card.text
     rows = len(published[2]["listwise"])
     for name in names:
-        assert datasets.load_dataset(str(tmp_path), name, split="train").num_rows == rows, name
+        loaded = datasets.load_dataset(str(tmp_path), name, split="train")
+        assert loaded.num_rows == rows and "null" not in repr(loaded.features), (name, loaded.features)
     assert verify_export(tmp_path) == []
     jsonl_only = tmp_path / "jsonl"
     for fmt in ("rankzephyr", "reasonrank-sft"):
