@@ -31,8 +31,6 @@ def null_types(arrow_type: pa.DataType) -> bool:
 def test_typed_parquet_and_datasets_features(tmp_path):
     import datasets
 
-    import warehouse.formats  # noqa: F401  (registers the kinds' field types)
-
     table = arrow_table(ROWS, "pointwise")
     assert not any(null_types(field.type) for field in table.schema), table.schema
     assert table.schema.field("reason").type == pa.string()
