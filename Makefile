@@ -54,7 +54,7 @@ $(REVIEW_STAMP):
 demo: install
 	HF_HUB_OFFLINE=1 .venv/bin/synthrank build examples/demo.yaml
 
-test: install $(REVIEW_STAMP)
+test: install consumers $(REVIEW_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
 
 doctor: install
@@ -62,3 +62,30 @@ doctor: install
 
 clean:
 	rm -rf out .pytest_cache
+
+# ---- consumers (issue 16) ------------------------------------------------------------------
+# The trainers' own libraries, in a scratch venv that the export tests run consumer code in
+# (tests/consumers.py finds .venv-consumers/bin/python, or $SYNTHRANK_CONSUMERS_PYTHON).
+# torch first, the CPU build, so nothing pulls CUDA. verl, rank_llm, FlagEmbedding and
+# LLaMA-Factory go in with --no-deps (their full trees want vLLM, gradio, ray[default]...;
+# their pins also conflict), plus what the modules the tests use import. transformers is the
+# range verl 0.9.1 and LLaMA-Factory 0.9.5 share; gguf lets transformers read the embedded
+# SmolLM2 tokenizer (the tests' chat template) from its GGUF file.
+CONSUMERS       := .venv-consumers
+CONSUMERS_STAMP := $(CONSUMERS)/.installed
+CONSUMERS_PIP   := $(CONSUMERS)/bin/pip
+
+$(CONSUMERS_STAMP): Makefile
+	rm -rf $(CONSUMERS)
+	python3 -m venv $(CONSUMERS)
+	$(CONSUMERS_PIP) install -q "torch==2.13.0"
+	$(CONSUMERS_PIP) install -q "transformers>=5.5.3,<5.6" "datasets>=3,<=4.0.0" "peft>=0.18,<=0.18.1" \
+	  "accelerate>=1.3,<=1.11" "tensordict>=0.8,<=0.10,!=0.9.0" "ray>=2.41" omegaconf pillow pyarrow \
+	  pandas dacite ftfy sentencepiece protobuf gguf codetiming
+	$(CONSUMERS_PIP) install -q --no-deps "verl==0.9.1" "rank-llm==0.25.7" "flagembedding==1.4.2" \
+	  "llamafactory==0.9.5"
+	touch $@
+
+consumers: $(CONSUMERS_STAMP)
+.PHONY: consumers
+# ---- end consumers ---------------------------------------------------------------------------

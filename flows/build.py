@@ -7,10 +7,12 @@ allows one writing process); tasks work on cursors of that one connection.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, State
 
 from flows.prefect_server import prefect_api
@@ -46,14 +48,18 @@ def ingest_sources(spec_path: str) -> list[str]:
     """Snapshot every source of the spec (identical content reuses its snapshot)."""
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
+    logger = get_run_logger()
     snapshot_ids = []
     for source in spec.sources:
         if source.path is None and source.hf is None:
             snapshot_ids.append(latest_snapshot(warehouse, source.name).snapshot_id)
+            logger.info("source %s: latest snapshot %s", source.name, snapshot_ids[-1])
             continue
         snapshot, _ = ingest(warehouse, source.ref(spec.resolve), source.name, source.domain,
                              require_queries=not source.synthesize)
         snapshot_ids.append(snapshot.snapshot_id)
+        logger.info("source %s: snapshot %s (%d passages, %d queries, %d qrels)", source.name,
+                    snapshot.snapshot_id, snapshot.n_passages, snapshot.n_queries, snapshot.n_qrels)
     return snapshot_ids
 
 
@@ -76,6 +82,7 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
             pending.append((snapshot_id, config, retrieve_shard.submit(inputs[0], inputs[1], config, *inputs[2:])))
     for snapshot_id, config, future in pending:
         store_candidates(warehouse, snapshot_id, config.retriever_id(), future.result())
+    get_run_logger().info("candidates: %d lists computed, %d reused", len(pending), len(snapshot_ids) - len(pending))
     return len(pending)
 
 
@@ -87,7 +94,9 @@ def export_parquet(spec_path: str, version: int) -> list[str]:
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
     kinds = [kind for kind in ("queries", *STAGES) if kind in spec.kinds]
-    return [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds, spec.dataset_dir)]
+    paths = [str(path) for path in publish_exports(warehouse, spec.dataset, version, kinds, spec.dataset_dir)]
+    get_run_logger().info("exported %s v%d: %s", spec.dataset, version, ", ".join(paths))
+    return paths
 
 
 @flow(name="synthrank-build")
@@ -105,6 +114,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
     """
     started, started_at = time.perf_counter(), datetime.now()
     spec = load_spec(spec_path)
+    logger = get_run_logger()
+    logger.info("build %s: kinds %s, teacher %s", spec.dataset, ", ".join(spec.kinds), spec.teacher.backend)
     with hold_warehouse(spec.warehouse_path, wait_seconds) as warehouse:
         snapshot_ids = ingest_sources(spec_path)
         recorded_spec = spec.model_dump(mode="json")
@@ -136,8 +147,10 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
                 results.append(stage_synthesized(spec, warehouse, version, synthesized))
             for kind in (kind for kind in STAGES if kind in spec.kinds):
                 stage_started = time.perf_counter()
+                logger.info("stage %s: started", kind)
                 results.append(STAGES[kind](spec_path, snapshot_ids, version))
                 stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
+                logger.info("stage %s: %s", kind, stage_outcome(results[-1], stage_seconds[kind]))
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
             manifest["timings"]["stage_seconds"] = stage_seconds
             manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
@@ -152,12 +165,14 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
                 return outcome_state({**manifest, **base, "outcome": "unchanged", "version": latest["version"]})
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
+            logger.error("build %s v%d failed: %s: %s", spec.dataset, version, type(exc).__name__, exc)
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")
             record_run(warehouse, spec.dataset, started_at, "failed", version, inputs, repr(exc)[:500])
             raise
         kill_point("published")
         record_run(warehouse, spec.dataset, started_at, "published", version, inputs)
         kill_point("recorded")
+        logger.info("published %s v%d", spec.dataset, version)
         outputs = export_parquet(spec_path, version)
     return outcome_state({**manifest, **base, "outcome": "published", "version": version, "outputs": outputs,
                           "wall_seconds": round(time.perf_counter() - started, 2)})
@@ -178,7 +193,8 @@ def check_failed_share(spec: BuildSpec, manifest: dict) -> None:
 
 def outcome_state(summary: dict) -> State:
     """The run's final state: Completed, or a completed state named Incomplete (teacher calls
-    failed) or Unchanged, with a message saying what happened; the summary is its result."""
+    failed) or Unchanged, with a message saying what happened (also logged, and published with
+    the summary as artifacts); the summary is its result."""
     where = f"{summary['dataset']}@{summary['version']}"
     failed = failed_calls(summary)
     if summary["outcome"] == "unchanged":
@@ -192,6 +208,8 @@ def outcome_state(summary: dict) -> State:
         if failed:
             name, message = "Incomplete", (f"{done} {where}, incomplete: {failed} teacher calls failed; "
                                            "the next run retries them")
+    get_run_logger().info(message)
+    publish_summary(summary)
     return Completed(name=name, message=message, data=summary)
 
 
@@ -199,6 +217,50 @@ def human_review(spec: BuildSpec, version: int) -> dict:
     """People's judgments (``synthrank review pull``) override the teacher's labels in the
     staged version; what changed goes in the manifest (see generators/review.py)."""
     return apply_human_judgments(warehouse_cursor(spec.warehouse_path), spec.dataset, version, spec.kinds)
+
+
+def stage_outcome(result: StageResult, seconds: float) -> str:
+    """One log line: rows accepted / attempted, rejections by reason, teacher calls, time."""
+    calls = ", ".join(f"{t.get('model')}: {t.get('calls_made', 0)} calls made, {t.get('calls_reused', 0)} reused, "
+                      f"{t.get('calls_failed', 0)} failed" for t in result["teachers"]) or "no teacher calls"
+    rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result["rejections"].items())) or "none"
+    return (f"{result['accepted']} of {result['attempted']} rows accepted; rejected: {rejected}; {calls}; "
+            f"{seconds:.1f} s")
+
+
+def summary_rows(summary: dict) -> list[dict]:
+    """The build summary as table rows (what, value)."""
+    rows = [{"what": "dataset", "value": summary["dataset"]}, {"what": "outcome", "value": summary["outcome"]}]
+    if "counts" not in summary:  # unchanged: nothing was built
+        return rows
+    rows.append({"what": "version", "value": f"v{summary['version']}"})
+    rows += [{"what": f"{kind} rows accepted / attempted", "value": f"{n} / {summary['attempted'].get(kind)}"}
+             for kind, n in summary["counts"].items()]
+    rows += [{"what": f"rejected {reason}", "value": n} for reason, n in sorted(summary["rejections"].items())]
+    cost = summary["cost"]
+    rows += [{"what": "teacher calls made", "value": cost["calls_made"]},
+             {"what": "tokens (prompt / completion)", "value": f"{cost['prompt_tokens']} / {cost['completion_tokens']}"},
+             {"what": "teacher seconds", "value": cost["teacher_seconds"]},
+             {"what": "cost (USD)", "value": "n/a (no pricing in the spec)" if cost["usd"] is None else cost["usd"]},
+             {"what": "wall seconds", "value": summary.get("wall_seconds", "n/a")}]
+    rows += [{"what": "export", "value": path} for path in summary.get("outputs", [])]
+    return rows
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = [f"# Build of {summary['dataset']}: {summary['outcome']}", "", "| what | value |", "|---|---|"]
+    lines += [f"| {row['what']} | {row['value']} |" for row in summary_rows(summary)]
+    return "\n".join(lines) + "\n"
+
+
+def publish_summary(summary: dict) -> None:
+    """The build summary as Prefect artifacts: a table and a Markdown document, keyed by dataset."""
+    key = re.sub(r"[^a-z0-9-]+", "-", f"build-{summary['dataset'].lower()}").strip("-")
+    what = f"v{summary['version']}" if summary["outcome"] == "published" else summary["outcome"]
+    create_table_artifact(table=summary_rows(summary), key=key,
+                          description=f"synthrank build of {summary['dataset']}: {what}")
+    create_markdown_artifact(markdown=summary_markdown(summary), key=f"{key}-summary",
+                             description=f"synthrank build of {summary['dataset']}: {what}")
 
 
 def run_build(spec_path: str, **parameters) -> dict:

@@ -278,22 +278,72 @@ def export(target: str = typer.Argument(..., help="DATASET or DATASET@N (default
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
                                                      help="Also upload the export to this hub dataset "
                                                           "(needs a token and a network)."),
+           option: Optional[list[str]] = typer.Option(None, "--option", "-o", metavar="NAME=VALUE",
+                                                      help="A format option (repeatable), e.g. num_negatives=4, "
+                                                           "short_rows=drop, cleared_suspects=false."),
+           tokenizer: str = typer.Option("embedded", help="Tokenizer the manifest counts prompt tokens with: "
+                                         "'embedded' (SmolLM2's) or a hub id / folder of the model you train."),
+           audit: bool = typer.Option(True, "--audit/--no-audit",
+                                      help="Put the version's audit headline into the dataset card."),
            warehouse: str = WarehouseOption) -> None:
-    """Export one kind of a published version in a trainer's format (with OUT/manifest.json)."""
+    """Export one kind of a published version in a trainer's format (with OUT/manifest.json
+    and a README.md dataset card)."""
     from warehouse.db import Warehouse
     from warehouse.exports import MANIFEST_NAME, export_version
 
     dataset, version = parse_target(target)
+    options = format_options(option or [])
     with Warehouse.open(warehouse, read_only=True) as wh:
-        paths = export_version(wh, dataset, version, kind, format, out_dir)
+        headline = audit_headline(wh, dataset, version) if audit else None
+        paths = export_version(wh, dataset, version, kind, format, out_dir, options, tokenizer, headline)
     for path in paths:
         out.print(f"wrote {path}", soft_wrap=True)
     out.print(f"manifest {out_dir / MANIFEST_NAME}", soft_wrap=True)
+    _print_export_report(out_dir, kind, format)
     if push_to_hub:
         from warehouse.exports import push_to_hub as push
 
         push(out_dir, kind, format, push_to_hub)
         out.print(f"pushed to https://huggingface.co/datasets/{push_to_hub}")
+
+
+def _print_export_report(out_dir: Path, kind: str, fmt: str) -> None:
+    """The export's prompt token lengths and warnings, from its manifest entry."""
+    from warehouse.exports import read_manifest
+
+    entry = next(e for e in read_manifest(out_dir)["exports"] if (e["kind"], e["format"]) == (kind, fmt))
+    tokens = entry.get("prompt_tokens") or {}
+    if tokens.get("max"):
+        out.print(f"prompt tokens ({tokens['tokenizer']}): max {tokens['max']}, p95 {tokens['p95']}; "
+                  f"a trainer needs max_prompt_length >= {tokens['max_prompt_length']}", soft_wrap=True)
+    for warning in entry.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def format_options(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` pairs as options, values read as YAML (``4``, ``false``, ``drop``)."""
+    import yaml
+
+    from warehouse.errors import InputError
+
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--option {pair!r}: expected NAME=VALUE")
+        options[name.strip()] = yaml.safe_load(value)
+    return options
+
+
+def audit_headline(warehouse, dataset: str, version: int | None) -> list[dict[str, str]]:
+    """The version's audit headline (figure, value, n, note), for the dataset card; an audit
+    that cannot be computed says why there instead of stopping the export."""
+    from flows.report import compute_audit, headline_table, load_for_audit
+
+    try:
+        return headline_table(compute_audit(load_for_audit(warehouse, dataset, version)))
+    except Exception as exc:  # the card reports it; the export itself does not depend on the audit
+        return [{"figure": "audit", "value": "n/a", "n": "", "note": f"not computed: {type(exc).__name__}: {exc}"}]
 
 
 def _print_note(note: str | None) -> None:

@@ -43,7 +43,7 @@ def export(path: Path, fmt: str, out_dir: Path) -> list[Path]:
 
 
 def test_messages_jsonl_has_system_user_and_assistant_with_think_block(published, tmp_path):
-    (path,) = export(published, "messages", tmp_path / "a")
+    path, _ = export(published, "messages", tmp_path / "a")  # and dataset_info.json
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 2
     for line in lines:
@@ -54,7 +54,7 @@ def test_messages_jsonl_has_system_user_and_assistant_with_think_block(published
     nickname = by_question["차범근의 애칭은?"]
     assert nickname[1]["content"] == "차범근 독일에서 차붐이라 불렸다.\n\n차범근의 애칭은?"
     assert nickname[2]["content"] == f"<think>\n{GOOD_REASONING}\n</think>\n\n{GOOD_ANSWER}"
-    (again,) = export(published, "messages", tmp_path / "b")
+    again, _ = export(published, "messages", tmp_path / "b")
     assert again.read_bytes() == path.read_bytes()
 
 

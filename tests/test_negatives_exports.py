@@ -10,8 +10,10 @@ import pytest
 from generators.negatives import NegativesConfig, mine_snapshot
 from tests.conftest import REPO
 from warehouse.db import Warehouse
-from warehouse.exports import export_version
-from warehouse.formats.negatives import export_flagembedding, export_st, export_st_triplets, usable_negatives
+from warehouse.errors import InputError
+from warehouse.exports import export_version, read_manifest
+from warehouse.formats.negatives import (anchor_report, export_flagembedding, export_st, export_st_triplets,
+                                         usable_negatives)
 from warehouse.snapshots import ingest
 from warehouse.versions import add_rows, begin_version, publish_version
 
@@ -31,26 +33,66 @@ ROWS = [
 ]
 
 
-def test_usable_negatives_are_hard_negatives_not_judged_relevant():
+def test_usable_negatives_are_hard_negatives_not_judged_relevant_and_cleared_suspects():
     assert usable_negatives(ROWS[0]) == ["text x", "text z"]
-    assert usable_negatives(ROWS[1]) == ["text u", "text v", "text w"]  # a cleared suspect stays out
-    assert usable_negatives(ROWS[2]) == []
+    assert usable_negatives(ROWS[1]) == ["text s", "text u", "text v", "text w"]  # a suspect judged not relevant
+    assert usable_negatives(ROWS[1], cleared_suspects=False) == ["text u", "text v", "text w"]
+    assert usable_negatives(ROWS[2]) == []  # a suspect nobody judged is never a negative
 
 
-def test_trainer_formats_on_hand_made_rows(tmp_path):
-    st = pq.read_table(export_st(ROWS, tmp_path, "negatives")[0]).to_pylist()
-    assert st == [  # row_id order; n = 2, the fewest usable negatives of a row that has any
-        {"anchor": "q1", "positive": "p1", "negative_1": "text u", "negative_2": "text v"},
-        {"anchor": "q1", "positive": "p1b", "negative_1": "text u", "negative_2": "text v"},
-        {"anchor": "q2", "positive": "p2", "negative_1": "text x", "negative_2": "text z"},
+def st_rows(tmp_path, **options):
+    written = export_st(ROWS, tmp_path, "negatives", **options)
+    return pq.read_table(written.paths[0]).to_pylist(), written.report
+
+
+def test_st_keeps_the_negatives_asked_for_padding_or_dropping_short_rows(tmp_path):
+    rows, report = st_rows(tmp_path, num_negatives=3)
+    assert rows == [  # row_id order; q2 has two usable negatives: padded by repeating them in order
+        {"anchor": "q1", "positive": "p1", "negative_1": "text s", "negative_2": "text u", "negative_3": "text v"},
+        {"anchor": "q1", "positive": "p1b", "negative_1": "text s", "negative_2": "text u", "negative_3": "text v"},
+        {"anchor": "q2", "positive": "p2", "negative_1": "text x", "negative_2": "text z", "negative_3": "text x"},
     ]
-    triplets = pq.read_table(export_st_triplets(ROWS, tmp_path, "negatives")[0]).to_pylist()
-    assert len(triplets) == 2 * 3 + 1 * 2 and list(triplets[0]) == ["anchor", "positive", "negative"]
-    lines = export_flagembedding(ROWS, tmp_path, "negatives")[0].read_text().splitlines()
+    assert report["num_negatives"] == 3 and report["queries_padded"] == 1
+    assert report["queries_without_negatives"] == 1 and report["written_rows"] == 3
+    assert report["anchors"] == 2 and report["rows_per_anchor"] == {"min": 1, "median": 1, "max": 2}
+    dropped, report = st_rows(tmp_path, num_negatives=3, short_rows="drop")
+    assert [r["anchor"] for r in dropped] == ["q1", "q1"] and report["queries_left_short"] == 1
+    plain, _ = st_rows(tmp_path, num_negatives=3, cleared_suspects=False)
+    assert [plain[0][f"negative_{i}"] for i in (1, 2, 3)] == ["text u", "text v", "text w"]
+    widest, report = st_rows(tmp_path)  # no spec, no option: the most usable negatives of any row
+    assert report["num_negatives"] == 4 and list(widest[2].values())[2:] == ["text x", "text z", "text x", "text z"]
+
+
+def test_triplets_and_flagembedding_use_the_same_negatives(tmp_path):
+    triplets = pq.read_table(export_st_triplets(ROWS, tmp_path, "negatives").paths[0]).to_pylist()
+    assert len(triplets) == 2 * 4 + 1 * 2 and list(triplets[0]) == ["anchor", "positive", "negative"]
+    lines = export_flagembedding(ROWS, tmp_path, "negatives", num_negatives=3).paths[0].read_text().splitlines()
     assert lines == [
-        json.dumps({"neg": ["text u", "text v", "text w"], "pos": ["p1", "p1b"], "query": "q1"}),
-        json.dumps({"neg": ["text x", "text z"], "pos": ["p2"], "query": "q2"}),
+        json.dumps({"neg": ["text s", "text u", "text v"], "pos": ["p1", "p1b"], "query": "q1"}),
+        json.dumps({"neg": ["text x", "text z", "text x"], "pos": ["p2"], "query": "q2"}),
     ]
+
+
+def test_manifest_warns_when_a_few_anchors_dominate():
+    skewed = anchor_report(["big"] * 60 + [f"q{i}" for i in range(8) for _ in range(3)] + ["tiny"])
+    assert skewed["anchors"] == 10 and skewed["rows_per_anchor"] == {"min": 1, "median": 3, "max": 60}
+    assert len(skewed["warnings"]) == 1 and "85 rows come from 10 anchors (1 to 60 rows each" in skewed["warnings"][0]
+    even = anchor_report([f"q{i}" for i in range(40) for _ in range(2)])
+    assert even["warnings"] == [] and even["top_anchor_share"] == 0.025
+
+
+def test_export_options_come_from_the_spec_and_unknown_ones_are_errors(tmp_path):
+    with Warehouse.open(tmp_path / "wh.duckdb") as warehouse:
+        version = begin_version(warehouse, "negs", {"negatives": {"num_negatives": 3}}, ["snap"])
+        add_rows(warehouse, "negs", version, "negatives", [{**row, "qid": row["query"], "domain": "d"} for row in ROWS])
+        publish_version(warehouse, "negs", version, {})
+        [path] = export_version(warehouse, "negs", version, "negatives", "st", tmp_path / "out")
+        assert pq.read_table(path).column_names[-1] == "negative_3"
+        [entry] = read_manifest(tmp_path / "out")["exports"]
+        assert entry["options"] == {"num_negatives": 3, "short_rows": "pad", "cleared_suspects": True}
+        assert entry["written_rows"] == 3 and entry["anchors"] == 2
+        with pytest.raises(InputError, match="takes no option negatives_per_row"):
+            export_version(warehouse, "negs", version, "negatives", "st", tmp_path / "x", {"negatives_per_row": 2})
 
 
 @pytest.mark.slow
@@ -91,3 +133,23 @@ def test_st_export_trains_one_step_with_mnrl(tmp_path, monkeypatch):
     print(f"\nMNRL loss on the exported set: {before:.4f} before, {after:.4f} after 2 steps")
     assert any(not torch.equal(b, p) for b, p in zip(before_weights, model.parameters()))
     assert after < before
+
+
+def test_cli_export_takes_format_options(tmp_path):
+    from tests.test_reasonrank_exports import run_cli
+
+    with Warehouse.open(tmp_path / "wh.duckdb") as warehouse:
+        version = begin_version(warehouse, "negs", {"negatives": {"num_negatives": 2}}, ["snap"])
+        add_rows(warehouse, "negs", version, "negatives", [{**row, "qid": row["query"], "domain": "d"} for row in ROWS])
+        publish_version(warehouse, "negs", version, {})
+    done = run_cli("export", "negs", "--kind", "negatives", "--format", "flagembedding", "-o", "num_negatives=3",
+                   "-o", "short_rows=drop", "--out", str(tmp_path / "o"), "-w", str(tmp_path / "wh.duckdb"),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "o" / "negatives_flagembedding.jsonl").read_text().splitlines()]
+    assert [len(line["neg"]) for line in lines] == [3]  # q2 has two usable negatives: dropped
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "config_name: negatives-flagembedding" in card and "## Audit" in card
+    bad = run_cli("export", "negs", "--kind", "negatives", "--format", "st", "-o", "negatives=3",
+                  "--out", str(tmp_path / "x"), "-w", str(tmp_path / "wh.duckdb"), cwd=tmp_path)
+    assert bad.returncode == 2 and "takes no option negatives" in bad.stderr and not (tmp_path / "x").exists()

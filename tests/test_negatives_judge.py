@@ -142,25 +142,39 @@ def check_verdicts(judged: dict[str, list[dict]]) -> None:
                 assert all(n["verdict"] is None and n["judge_error"] == "wrong_format" for n in row["negatives"])
 
 
+def trainable(row: dict) -> list[str]:
+    """Hard negatives not judged relevant, and suspects the judge cleared (not relevant), in order."""
+    return [n["text"] for n in row["negatives"]
+            if (n["status"] == HARD_NEGATIVE and n["verdict"] != "relevant")
+            or (n["status"] == SUSPECTED_FALSE_NEGATIVE and n["verdict"] == "not_relevant")]
+
+
 def check_exports(rows: list[dict], paths: dict) -> None:
     by_query = {row["query"]: row for row in rows}
     lines = [json.loads(line) for line in paths["flagembedding"].read_text().splitlines()]
     assert lines and all(list(line) == ["neg", "pos", "query"] for line in lines)
+    size = max(len(trainable(row)) for row in rows)  # no num_negatives in the spec: the most any row has
     for line in lines:
         row = by_query[line["query"]]
         assert line["pos"] == [p["text"] for p in row["positives"]]
-        assert line["neg"] == [n["text"] for n in row["negatives"]
-                               if n["status"] == HARD_NEGATIVE and n["verdict"] != "relevant"]
-        assert not {n["text"] for n in row["negatives"] if n["status"] == SUSPECTED_FALSE_NEGATIVE} & set(line["neg"])
+        usable = trainable(row)
+        assert line["neg"] == [usable[i % len(usable)] for i in range(size)]  # short rows padded in order
+        uncleared = {n["text"] for n in row["negatives"]
+                     if n["status"] == SUSPECTED_FALSE_NEGATIVE and n["verdict"] != "not_relevant"}
+        assert not uncleared & set(line["neg"])
+    assert len(lines) == sum(1 for row in rows if trainable(row))
+    cleared = {n["text"] for row in rows for n in row["negatives"]
+               if n["status"] == SUSPECTED_FALSE_NEGATIVE and n["verdict"] == "not_relevant"}
+    assert cleared & {text for line in lines for text in line["neg"]}  # judged near-positives train as negatives
     relabeled = {p["text"] for row in rows for p in row["positives"] if p["label_source"] == "judge"}
     exported_pos = {text for line in lines for text in line["pos"]}
     assert relabeled & exported_pos  # relabeled false negatives train as positives
     st = pq.read_table(paths["st"]).to_pylist()
-    size = min(len(line["neg"]) for line in lines)
     assert list(st[0]) == ["anchor", "positive"] + [f"negative_{i}" for i in range(1, size + 1)]
     assert len(st) == sum(len(line["pos"]) for line in lines)
     triplets = pq.read_table(paths["st-triplets"]).to_pylist()
-    assert len(triplets) == sum(len(line["pos"]) * len(line["neg"]) for line in lines)
+    assert len(triplets) == sum(len(by_query[line["query"]]["positives"]) * len(trainable(by_query[line["query"]]))
+                                for line in lines)
     assert {t["negative"] for t in triplets} == {text for line in lines for text in line["neg"]}
 
 

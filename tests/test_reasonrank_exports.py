@@ -31,7 +31,7 @@ def scored_lists() -> tuple[list[CandidateList], dict[str, tuple[str, str]]]:
     """A long list (sliding windows) and a short one (one window), passages carrying scores."""
     long = tuple(f"L{i:02d}" for i in range(14))
     short = tuple(f"S{i}" for i in range(5))
-    passages = {d: (f"Title {d}", f"text [1] of {d} score={(i * 37) % 23}")
+    passages = {d: (f"Title {d}", f"text [1] of {d} score={(i * 37) % 23} “quoted” ﬁne")
                 for docs in (long, short) for i, d in enumerate(docs)}
     return [CandidateList("snap", "science", "q-long", "long query?", long),
             CandidateList("snap", "law", "q-short", "short query?", short)], passages
@@ -48,6 +48,8 @@ def published(tmp_path_factory):
     pointwise = [build_judgment_row(j, answer, prompt_p, "openai") for j in judgments]
     config = ListwiseConfig(window=6, stride=3, depth=14, passes="full", samples=2, passage_tokens=20)
     with FakeTeacher(mode="score", latency_ms=0) as teacher, Warehouse.open(folder / "wh.duckdb") as wh:
+        wh.con.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",
+                           [("snap", docid, title, text) for docid, (title, text) in passages.items()])
         backend = OpenAIBackend(teacher.base_url, "fake-scorer")
         planned = plan_samples(lists, passages, prompt_l, config, backend.model, Sampling(), seed=5)
         rankings, _ = rank_samples(planned, TeacherRunner(backend, CallStore(wh), show_progress=False))
@@ -110,7 +112,8 @@ def test_reasonrank_sft_answers_parse_back_and_load(published, tmp_path):
 def test_verl_labels_are_positions_in_initial_list(published, tmp_path):
     import datasets
 
-    (path,) = export(published, "verl", tmp_path)
+    path, reward = export(published, "verl", tmp_path)
+    assert reward.name == "listwise_verl_reward.py"
     rows = {row["row_id"]: row for row in published[2]["listwise"]}
     loaded = datasets.load_dataset("parquet", data_files=str(path), split="train")
     assert loaded.num_rows == len(rows)
@@ -131,7 +134,8 @@ def test_verl_labels_are_positions_in_initial_list(published, tmp_path):
 def test_rankzephyr_answers_match_the_regex_and_parse_back(published, tmp_path):
     import datasets
 
-    (path,) = export(published, "rankzephyr", tmp_path)
+    path, info = export(published, "rankzephyr", tmp_path)
+    assert json.loads(info.read_text())["synthrank_listwise_rankzephyr"]["file_name"] == path.name
     rows = {row["row_id"]: row for row in published[2]["listwise"]}
     loaded = datasets.load_dataset("json", data_files=str(path), split="train")
     assert loaded.num_rows == len(rows)
@@ -153,7 +157,7 @@ def test_hf_and_pointwise_exports_load_and_round_trip(published, tmp_path):
     assert {"initial_list", "final_list", "reasoning", "relevant_docids", "sample_index"} <= set(listwise.column_names)
 
     pointwise = {row["row_id"]: row for row in published[2]["pointwise"]}
-    (chat,) = export(published, "chat", tmp_path / "pw", kind="pointwise")
+    chat, _ = export(published, "chat", tmp_path / "pw", kind="pointwise")
     for record in datasets.load_dataset("json", data_files=str(chat), split="train"):
         row = pointwise[record["id"]]
         assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]

@@ -20,23 +20,33 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+from warehouse.audit import load_passage_texts
+from warehouse.cards import write_card
 from warehouse.db import Warehouse
 from warehouse.errors import InputError, SynthrankError
-from warehouse.formats import find_exporter, known_formats
+from warehouse.formats import Written, find_exporter, known_formats
 from warehouse.names import check_folder, check_name
 from warehouse.testhooks import kill_point
+from warehouse.tokens import EMBEDDED, prompt_token_stats
 from warehouse.versions import list_versions, load_rows, resolve_version, verify_version, version_info
 
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "versions.json"
+LLAMAFACTORY_INFO = "dataset_info.json"
 
 
 def export_version(warehouse: Warehouse, dataset: str, version: int | None, kind: str, fmt: str,
-                   out_dir: Path) -> list[Path]:
+                   out_dir: Path, options: dict | None = None, tokenizer: str = EMBEDDED,
+                   audit_headline: list[dict] | None = None) -> list[Path]:
     """Write one kind of a published version in one format into ``out_dir`` and record it in
-    ``out_dir/manifest.json`` (a folder holds exports of one version only).
+    ``out_dir/manifest.json`` (a folder holds exports of one version only), then rewrite the
+    folder's ``README.md`` dataset card (and ``dataset_info.json`` for LLaMA-Factory).
 
-    The version's rows are checked against the fingerprints recorded at publish time first.
+    ``options`` are the format's own (see its ``options``; defaults come from the build
+    spec's section of the kind where it has a field of that name). Prompt token lengths are
+    counted with ``tokenizer`` (see ``warehouse.tokens``). ``audit_headline`` rows, when
+    given, go into the card. The version's rows are checked against the fingerprints
+    recorded at publish time first.
     """
     version = resolve_version(warehouse, dataset, version)
     info = version_info(warehouse, dataset, version)
@@ -49,12 +59,64 @@ def export_version(warehouse: Warehouse, dataset: str, version: int | None, kind
     out_dir = Path(out_dir)
     check_folder(out_dir, "export folder")
     verify_version(warehouse, dataset, version)
+    settings = format_options(export, kind, fmt, options or {}, info["spec"])
     manifest = _folder_manifest(out_dir, info)
     rows = load_rows(warehouse, dataset, version, kind)
-    paths = [Path(p) for p in export(rows, out_dir, kind)]
-    _record_export(manifest, out_dir, kind, fmt, rows, paths)
+    if getattr(export, "needs_passages", False):
+        rows = with_passages(warehouse, rows)
+    written = export(rows, out_dir, kind, **settings)
+    paths, report = (list(written.paths), dict(written.report)) if isinstance(written, Written) else (
+        [Path(p) for p in written], {})
+    if settings:
+        report["options"] = settings
+    if getattr(export, "prompt", None) is not None:
+        report["prompt_tokens"] = prompt_token_stats([export.prompt(row) for row in rows], tokenizer)
+    if getattr(export, "llamafactory", None) is not None:
+        paths.append(register_llamafactory(out_dir, kind, fmt, export.llamafactory, paths[0]))
+    _record_export(manifest, out_dir, kind, fmt, rows, paths, report)
+    if audit_headline is not None:
+        manifest["audit_headline"] = audit_headline
+    card = write_card(out_dir, manifest)
+    manifest["files"] = dict(sorted({**manifest["files"], **_hash_files(out_dir, [card])}.items()))
     _write_json(out_dir / MANIFEST_NAME, manifest)
     return paths
+
+
+def format_options(export, kind: str, fmt: str, given: dict, spec: dict) -> dict:
+    """The options a format runs with: its defaults, then the spec's ``kind`` section, then
+    ``given``. An option the format does not take is an InputError naming it."""
+    declared = getattr(export, "options", {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise InputError(f"export {kind}/{fmt} takes no option {', '.join(unknown)} "
+                         f"(its options: {', '.join(sorted(declared)) or 'none'})")
+    section = spec.get(kind) if isinstance(spec.get(kind), dict) else {}
+    return {name: given.get(name, section.get(name, default)) for name, default in declared.items()}
+
+
+def with_passages(warehouse: Warehouse, rows: list[dict]) -> list[dict]:
+    """Rows with ``passages``: {docid: {title, text}} of their ``initial_list``. A passage
+    missing from the warehouse is an InputError naming the row."""
+    texts = load_passage_texts(warehouse, {(r["snapshot_id"], d) for r in rows for d in r["initial_list"]})
+    enriched = []
+    for row in rows:
+        missing = [d for d in row["initial_list"] if (row["snapshot_id"], d) not in texts]
+        if missing:
+            raise InputError(f"row {row['row_id']}: passages {missing[:3]} of snapshot {row['snapshot_id']} "
+                             "are not in the warehouse (the export needs their text)")
+        passages = {d: dict(zip(("title", "text"), texts[(row["snapshot_id"], d)])) for d in row["initial_list"]}
+        enriched.append({**row, "passages": passages})
+    return enriched
+
+
+def register_llamafactory(out_dir: Path, kind: str, fmt: str, entry: dict, data: Path) -> Path:
+    """Add the export to the folder's LLaMA-Factory ``dataset_info.json`` as
+    ``synthrank_<kind>_<format>`` (other exports' entries kept)."""
+    path = out_dir / LLAMAFACTORY_INFO
+    registered = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    registered[f"synthrank_{kind}_{fmt}".replace("-", "_")] = {"file_name": data.name, **entry}
+    _write_json(path, registered)
+    return path
 
 
 def _folder_manifest(out_dir: Path, info: dict) -> dict:
@@ -75,14 +137,14 @@ def _folder_manifest(out_dir: Path, info: dict) -> dict:
 
 
 def _record_export(manifest: dict, out_dir: Path, kind: str, fmt: str, rows: list[dict],
-                   paths: list[Path]) -> None:
+                   paths: list[Path], report: dict) -> None:
     replaced = [e for e in manifest["exports"] if (e["kind"], e["format"]) == (kind, fmt)]
     for entry in replaced:
         for name in entry["files"]:
             manifest["files"].pop(name, None)
     files = _hash_files(out_dir, paths)
     exports = [e for e in manifest["exports"] if e not in replaced]
-    exports.append({"kind": kind, "format": fmt, "rows": len(rows), "files": sorted(files)})
+    exports.append({"kind": kind, "format": fmt, "rows": len(rows), "files": sorted(files), **report})
     manifest["exports"] = sorted(exports, key=lambda e: (e["kind"], e["format"]))
     manifest["formats"] = sorted({e["format"] for e in exports})
     manifest["files"] = dict(sorted({**manifest["files"], **files}.items()))

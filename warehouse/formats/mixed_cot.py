@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from warehouse.formats.registry import exporter, parquet_exporter, write_hf, write_jsonl
+from warehouse.formats.pointwise import CHAT_MESSAGES
+from warehouse.formats.registry import exporter, field_types, parquet_exporter, write_hf, write_jsonl
 
 parquet_exporter("mixed_cot")
+field_types("mixed_cot", failed_gates=pa.list_(pa.string()), references=pa.list_(pa.string()))
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 # The HF export: the conversation, and what a trainer may want to filter or weight on.
@@ -42,14 +44,18 @@ def chat_messages(row: dict) -> list[dict[str, str]]:
     return [*row["prompt_messages"], {"role": "assistant", "content": assistant}]
 
 
-@exporter("mixed_cot", "messages")
+def prompt_messages(row: dict) -> list[dict[str, str]]:
+    return list(row["prompt_messages"])
+
+
+@exporter("mixed_cot", "messages", prompt=prompt_messages, llamafactory=CHAT_MESSAGES)
 def export_messages(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
     """``<kind>.messages.jsonl``: one ``{"messages": [...]}`` a line."""
     return [write_jsonl(({"messages": chat_messages(row)} for row in rows),
                         out_dir / f"{kind}.messages.jsonl")]
 
 
-@exporter("mixed_cot", "hf")
+@exporter("mixed_cot", "hf", prompt=prompt_messages)
 def export_hf(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
     """``<kind>_hf/``: a ``datasets`` ``save_to_disk`` folder (``load_from_disk`` reads it)."""
     table = pa.Table.from_pylist(

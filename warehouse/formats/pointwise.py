@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.formats.registry import exporter, parquet_exporter, write_jsonl
+import pyarrow as pa
+
+from warehouse.formats.registry import exporter, field_types, parquet_exporter, write_jsonl
 
 parquet_exporter("pointwise")
+field_types("pointwise", reference_answers=pa.list_(pa.string()))
+# LLaMA-Factory reads ``messages`` JSONL as sharegpt with OpenAI-style role/content tags.
+CHAT_MESSAGES = {"formatting": "sharegpt", "columns": {"messages": "messages"},
+                 "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                          "assistant_tag": "assistant", "system_tag": "system"}}
 
 
 def positives_text(row: dict) -> str:
@@ -28,7 +35,11 @@ def reply(row: dict) -> str:
     return f"<think>{row['reasoning']}</think> <answer>{positives_text(row)}</answer>"
 
 
-@exporter("pointwise", "chat")
+def prompt_messages(row: dict) -> list[dict]:
+    return [m for m in row["messages"] if m["role"] in ("system", "user")]
+
+
+@exporter("pointwise", "chat", prompt=prompt_messages, llamafactory=CHAT_MESSAGES)
 def export_chat(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
     records = [{"id": row["row_id"], "messages": [*row["messages"], {"role": "assistant", "content": reply(row)}]}
                for row in sorted(rows, key=lambda r: r["row_id"])]

@@ -1,7 +1,8 @@
 """The export-format registry and the deterministic writers formats are built from.
 
-A format is a function ``(rows, out_dir, kind) -> [paths written]`` registered for a
-``(kind, format)`` pair with ``@exporter(kind, fmt)``. Every kind also has three generic
+A format is a function ``(rows, out_dir, kind, **options) -> [paths written]`` (or a
+``Written``: the paths and what the manifest entry should report) registered for a
+``(kind, format)`` pair with ``@exporter(kind, fmt, ...)``. Every kind also has three generic
 formats holding all row fields: ``parquet`` (``<kind>.parquet``), ``jsonl``
 (``<kind>.jsonl``) and ``hf`` (a ``datasets.save_to_disk`` folder ``<kind>_hf``); a kind's
 own registration of the same name wins. The writers give identical bytes for identical rows
@@ -17,22 +18,42 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-Exporter = Callable[[list[dict], Path, str], list[Path]]
+Exporter = Callable[..., "list[Path] | Written"]
 EXPORTERS: dict[tuple[str, str], Exporter] = {}
+
+
+class Written(NamedTuple):
+    """What a format wrote, and what its manifest entry should report about it."""
+
+    paths: list[Path]
+    report: dict
 
 # Fixed so that the same rows always give the same Parquet bytes (for a given pyarrow).
 _PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, version="2.6", use_dictionary=True,
                         write_statistics=True, data_page_version="1.0", row_group_size=65536)
 
 
-def exporter(kind: str, fmt: str) -> Callable[[Exporter], Exporter]:
-    """Register a function as the ``fmt`` export of ``kind`` rows."""
+def exporter(kind: str, fmt: str, *, options: dict | None = None,
+             prompt: Callable[[dict], list[dict]] | None = None, needs_passages: bool = False,
+             llamafactory: dict | None = None) -> Callable[[Exporter], Exporter]:
+    """Register a function as the ``fmt`` export of ``kind`` rows.
+
+    ``options``: the keyword options it takes, with their defaults. ``prompt``: a row's
+    prompt messages as the export gives them to a trainer (the manifest records their token
+    lengths). ``needs_passages``: rows come with ``passages`` ({docid: {title, text}} of
+    their ``initial_list``). ``llamafactory``: the ``dataset_info.json`` entry (minus
+    ``file_name``) that registers the export's JSONL with LLaMA-Factory.
+    """
     def register(function: Exporter) -> Exporter:
+        function.options = dict(options or {})
+        function.prompt = prompt
+        function.needs_passages = needs_passages
+        function.llamafactory = llamafactory
         EXPORTERS[(kind, fmt)] = function
         return function
     return register
@@ -52,14 +73,43 @@ def formats_by_kind() -> dict[str, list[str]]:
     return {kind: known_formats(kind) for kind in sorted({kind for kind, _ in EXPORTERS})}
 
 
-def arrow_table(rows: list[dict]) -> pa.Table:
-    """Rows as an Arrow table: columns in first-seen order, missing fields null. A field
-    whose values have no common Arrow type (or are empty mappings) becomes JSON text."""
+# Fields whose type the values alone may not tell (null in every row, or empty lists), by kind.
+FIELD_TYPES: dict[str, dict[str, pa.DataType]] = {}
+# Every kind's filter verdicts, as a list (one entry per filter that saw the row): a struct
+# keyed by filter name would change type with the filter chain, and be empty without one.
+VERDICTS_TYPE = pa.list_(pa.struct([("filter", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()),
+                                    ("score", pa.float64())]))
+
+
+def field_types(kind: str, **types: pa.DataType) -> None:
+    """Declare the Arrow types of fields of ``kind`` rows that may be null in every row."""
+    FIELD_TYPES.setdefault(kind, {}).update(types)
+
+
+def arrow_table(rows: list[dict], kind: str | None = None) -> pa.Table:
+    """Rows as a typed Arrow table: columns in first-seen order, missing fields null.
+
+    Structured fields stay structs and lists. A field (or a field inside a struct) that is
+    null in every row takes the type declared with ``field_types``, else string, never
+    Arrow's ``null``. ``filter_verdicts`` becomes a list of {filter, keep, reason, score}.
+    Only a field whose values have no common Arrow type becomes JSON text.
+    """
     names = list(dict.fromkeys(name for row in rows for name in row))
-    return pa.table({name: _column([row.get(name) for row in rows]) for name in names})
+    declared = {"filter_verdicts": VERDICTS_TYPE, **FIELD_TYPES.get(kind or "", {})}
+    return pa.table({name: _column([_field(row, name) for row in rows], declared.get(name)) for name in names})
 
 
-def _column(values: list) -> pa.Array:
+def _field(row: dict, name: str):
+    value = row.get(name)
+    if name == "filter_verdicts" and isinstance(value, dict):
+        return [{"filter": label, **{k: (v or {}).get(k) for k in ("keep", "reason", "score")}}
+                for label, v in sorted(value.items())]
+    return value
+
+
+def _column(values: list, declared: pa.DataType | None = None) -> pa.Array:
+    if declared is not None:
+        return pa.array(values, declared)
     try:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -67,7 +117,32 @@ def _column(values: list) -> pa.Array:
     if array is None or _has_empty_struct(array.type):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
                          for v in values], pa.string())
-    return array
+    return array.cast(_without_null(array.type)) if _has_null(array.type) else array
+
+
+def _has_null(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_null(arrow_type) or any(_has_null(child) for child in _children(arrow_type))
+
+
+def _without_null(arrow_type: pa.DataType) -> pa.DataType:
+    """The type with every ``null`` (a field no row has a value for) made ``string``."""
+    if pa.types.is_null(arrow_type):
+        return pa.string()
+    if pa.types.is_struct(arrow_type):
+        return pa.struct([f.with_type(_without_null(f.type)) for f in arrow_type])
+    if pa.types.is_list(arrow_type):
+        return pa.list_(_without_null(arrow_type.value_type))
+    if pa.types.is_large_list(arrow_type):
+        return pa.large_list(_without_null(arrow_type.value_type))
+    return arrow_type
+
+
+def _children(arrow_type: pa.DataType) -> list[pa.DataType]:
+    if pa.types.is_struct(arrow_type):
+        return [f.type for f in arrow_type]
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return [arrow_type.value_type]
+    return []
 
 
 def _has_empty_struct(arrow_type: pa.DataType) -> bool:
@@ -78,9 +153,9 @@ def _has_empty_struct(arrow_type: pa.DataType) -> bool:
     return False
 
 
-def write_parquet(rows: list[dict] | pa.Table, path: Path) -> Path:
+def write_parquet(rows: list[dict] | pa.Table, path: Path, kind: str | None = None) -> Path:
     """Rows (or a table) as a zstd Parquet file, byte-identical for identical rows."""
-    table = rows if isinstance(rows, pa.Table) else arrow_table(rows)
+    table = rows if isinstance(rows, pa.Table) else arrow_table(rows, kind)
     with _replacing(path) as partial:
         pq.write_table(table, partial, **_PARQUET_OPTIONS)
     return path
@@ -94,11 +169,18 @@ def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
     return path
 
 
-def write_hf(rows: list[dict] | pa.Table, folder: Path) -> Path:
+def copy_file(source: Path, path: Path) -> Path:
+    """A copy of ``source`` at ``path``, replaced only once complete."""
+    with _replacing(path) as partial:
+        shutil.copyfile(source, partial)
+    return path
+
+
+def write_hf(rows: list[dict] | pa.Table, folder: Path, kind: str | None = None) -> Path:
     """Rows (or a table) as a Hugging Face ``datasets`` folder (``load_from_disk`` reads it)."""
     import datasets
 
-    table = rows if isinstance(rows, pa.Table) else arrow_table(rows)
+    table = rows if isinstance(rows, pa.Table) else arrow_table(rows, kind)
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -147,12 +229,12 @@ def parquet_exporter(kind: str) -> Exporter:
     """Register the plain export every kind has: all row fields as ``<kind>.parquet``."""
     @exporter(kind, "parquet")
     def export(rows: list[dict], out_dir: Path, kind_name: str) -> list[Path]:
-        return [write_parquet(rows, out_dir / f"{kind_name}.parquet")]
+        return [write_parquet(rows, out_dir / f"{kind_name}.parquet", kind_name)]
     return export
 
 
 def _generic_parquet(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
-    return [write_parquet(rows, out_dir / f"{kind}.parquet")]
+    return [write_parquet(rows, out_dir / f"{kind}.parquet", kind)]
 
 
 def _generic_jsonl(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
@@ -160,7 +242,7 @@ def _generic_jsonl(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
 
 
 def _generic_hf(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
-    return [write_hf(rows, out_dir / f"{kind}_hf")]
+    return [write_hf(rows, out_dir / f"{kind}_hf", kind)]
 
 
 _GENERIC: dict[str, Exporter] = {"parquet": _generic_parquet, "jsonl": _generic_jsonl, "hf": _generic_hf}
