@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 from prefect import flow, task
+from prefect.utilities.annotations import quote
 
 from flows.runners import task_runner
 from flows.shards import encode_in_shards, retrieve_shard
@@ -20,9 +21,9 @@ from flows.stages.listwise import listwise_stage
 from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
-from generators.candidates import retrieval_inputs
+from generators.candidates import ensure_indexes, queries_without_lists, selected_queries
 from prompts import load_prompt
-from warehouse.candidates import has_candidates, store_candidates
+from warehouse.candidates import store_candidates
 from warehouse.exports import publish_exports
 from warehouse.runs import inputs_fingerprint, last_published_inputs, record_run
 from warehouse.snapshots import ingest, latest_snapshot
@@ -51,9 +52,12 @@ def ingest_sources(spec_path: str) -> list[str]:
 
 @task(name="candidates")
 def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
-    """Candidate lists for every snapshot, with its source's settings (stored once, reused).
+    """Candidate lists of the queries each source selects, with its source's settings;
+    returns how many lists were computed.
 
-    Embeddings and retrieval run on the task runner, every source at once; the lists come
+    Only selected queries without a stored list are retrieved for. Each snapshot's indexes
+    are built once (embeddings on the task runner) and saved beside the warehouse; retrieval
+    runs on the task runner, every source at once, reading those folders; the lists come
     back here to be stored.
     """
     spec = load_spec(spec_path)
@@ -61,12 +65,15 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
     pending = []
     for source, snapshot_id in zip(spec.sources, snapshot_ids):
         config = spec.candidates_for(source)
-        if not has_candidates(warehouse, snapshot_id, config.retriever_id()):
-            inputs = retrieval_inputs(warehouse, snapshot_id, config, encode_in_shards)
-            pending.append((snapshot_id, config, retrieve_shard.submit(inputs[0], inputs[1], config, *inputs[2:])))
+        selected = selected_queries(warehouse, snapshot_id, source.queries, spec.seed)
+        queries = queries_without_lists(warehouse, snapshot_id, config, selected)
+        if queries:
+            indexes = ensure_indexes(warehouse, snapshot_id, config, encode_in_shards)
+            # quote: Prefect would otherwise walk every query text looking for futures
+            pending.append((snapshot_id, config, retrieve_shard.submit(indexes, quote(queries), config)))
     for snapshot_id, config, future in pending:
         store_candidates(warehouse, snapshot_id, config.retriever_id(), future.result())
-    return len(pending)
+    return sum(len(future.result()) for *_, future in pending)
 
 
 @task(name="export")
@@ -101,7 +108,9 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
             return {"dataset": spec.dataset, "outcome": "unchanged", "inputs": inputs,
                     "warehouse": str(spec.warehouse_path)}
+        candidates_started = time.perf_counter()
         build_candidates(spec_path, snapshot_ids)
+        candidates_seconds = round(time.perf_counter() - candidates_started, 2)
         version = begin_version(warehouse, spec.dataset, recorded_spec, snapshot_ids)
         try:
             results, stage_seconds = [], {}
@@ -110,7 +119,7 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
                 results.append(STAGES[kind](spec_path, snapshot_ids, version))
                 stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
-            manifest["timings"]["stage_seconds"] = stage_seconds
+            manifest["timings"].update(stage_seconds=stage_seconds, candidates_seconds=candidates_seconds)
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")

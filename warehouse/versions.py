@@ -14,6 +14,7 @@ import json
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 
@@ -291,6 +292,30 @@ def load_rows(warehouse: Warehouse, dataset: str, version: int, kind: str) -> li
         "SELECT data, lineage FROM dataset_rows WHERE dataset = ? AND version = ? AND kind = ? "
         "ORDER BY row_id", [dataset, version, kind]).fetchall()
     return [{**json.loads(data), **json.loads(lineage)} for data, lineage in rows]
+
+
+def row_batches(warehouse: Warehouse, dataset: str, version: int, kind: str, batch_rows: int = 1000,
+                lineage_only: bool = False) -> Iterator[list[dict]]:
+    """The rows of ``load_rows`` in batches of exactly ``batch_rows`` (the last one fewer),
+    read as they are used: the whole kind is never in Python objects at once. With
+    ``lineage_only`` the rows hold only their lineage fields (much less to read)."""
+    columns = "lineage" if lineage_only else "data, lineage"
+    cursor = warehouse.con.cursor()  # its own cursor: the caller may query meanwhile
+    try:
+        reader = cursor.sql(
+            f"SELECT {columns} FROM dataset_rows WHERE dataset = ? AND version = ? AND kind = ? "
+            "ORDER BY row_id", params=[dataset, version, kind]).to_arrow_reader(batch_rows)
+        pending: list[dict] = []
+        for batch in reader:
+            texts = [column.to_pylist() for column in batch.columns]
+            pending += [{k: v for part in parts for k, v in json.loads(part).items()} for parts in zip(*texts)]
+            while len(pending) >= batch_rows:
+                yield pending[:batch_rows]
+                pending = pending[batch_rows:]
+        if pending:
+            yield pending
+    finally:
+        cursor.close()
 
 
 def row_record(warehouse: Warehouse, dataset: str, version: int, row_id: str) -> list[dict]:

@@ -9,26 +9,35 @@ from prefect import task
 
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, stage_backend, warehouse_cursor
-from flows.stages.filtering import stage_rows
+from flows.stages.filtering import RowStager
 from generators.candidates import CandidateList, candidate_lists
 from generators.listwise import build_row, plan_samples, rank_samples
 from generators.pointwise import attach_positives, positives_by_query
-from generators.teachers import TeacherRunner
+from generators.teachers import TeacherRunner, TeacherStats
 from prompts import load_prompt
 from warehouse.calls import CallStore
+from warehouse.candidates import candidate_passages
 from warehouse.db import Warehouse
-from warehouse.snapshots import find_snapshot, load_passages
+from warehouse.snapshots import find_snapshot
 from warehouse.versions import load_rows
 
 
-def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str]
+# Candidate lists the listwise stage plans, ranks and stages at a time: its memory follows
+# this, not the number of queries (the samples of a list always stay in one chunk).
+LIST_CHUNK = 2000
+
+
+def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str], chunk: int | None = None
                    ) -> Iterator[tuple[list[CandidateList], dict[str, tuple[str, str]]]]:
-    """Per source: the candidate lists of its selected queries (its own candidate settings)
-    and its passages."""
+    """Per source, in chunks of ``chunk`` lists (default: one chunk a source): the candidate
+    lists of its selected queries (its own candidate settings) and the passages they hold."""
     for source, snapshot_id in zip(spec.sources, snapshot_ids):
         snapshot = find_snapshot(warehouse, snapshot_id)
         lists = candidate_lists(warehouse, snapshot, spec.candidates_for(source), source.queries, spec.seed)
-        yield lists, load_passages(warehouse, snapshot_id)
+        size = chunk or max(len(lists), 1)
+        for start in range(0, len(lists), size):
+            part = lists[start:start + size]
+            yield part, candidate_passages(warehouse, snapshot_id, (d for c in part for d in c.docids))
 
 
 @task(name="listwise")
@@ -38,17 +47,19 @@ def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> Sta
     warehouse = warehouse_cursor(spec.warehouse_path)
     prompt = load_prompt(spec.listwise.prompt)
     backend = stage_backend(spec)
-    planned = [sample for lists, passages in selected_lists(spec, warehouse, snapshot_ids)
-               for sample in plan_samples(lists, passages, prompt, spec.listwise, backend.model,
-                                          spec.sampling, spec.seed)]
-    rankings, stats = rank_samples(planned, TeacherRunner(backend, CallStore(warehouse)), "listwise")
+    runner, stats = TeacherRunner(backend, CallStore(warehouse)), TeacherStats()
     positives = positives_by_query(load_rows(warehouse, spec.dataset, version, "pointwise"))
-    rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
-    accepted = [row for row in rows if row["reason"] is None]
-    rejected = [(row, "validate", row["reason"], None) for row in rows if row["reason"] is not None]
+    stager = RowStager(spec, warehouse, version, "listwise", snapshot_ids)
+    for lists, passages in selected_lists(spec, warehouse, snapshot_ids, LIST_CHUNK):
+        planned = plan_samples(lists, passages, prompt, spec.listwise, backend.model, spec.sampling, spec.seed)
+        rankings, chunk_stats = rank_samples(planned, runner, "listwise")
+        stats.add(chunk_stats)
+        rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
+        stager.add([row for row in rows if row["reason"] is None],
+                   [(row, "validate", row["reason"], None) for row in rows if row["reason"] is not None])
     return StageResult(
         kind="listwise",
-        **stage_rows(spec, warehouse, version, "listwise", snapshot_ids, accepted, rejected),
+        **stager.result(),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
         prompts={prompt.name: prompt.version},
     )
