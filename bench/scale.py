@@ -79,8 +79,8 @@ def write_collection(folder: Path, passages: int, queries: int, seed: int) -> No
 # --------------------------------------------------------------------------- measuring
 
 def timed(command: list[str], env: dict | None = None) -> dict:
-    """Run a command: its wall seconds, peak RSS in MiB (os.wait4 in a small wrapper
-    process, so only the command is counted) and stdout."""
+    """Run a command: its wall seconds, CPU seconds and peak RSS in MiB (os.wait4 in a small
+    wrapper process, so only the command is counted) and stdout."""
     marker = "SCALE_PEAK_KB="
     started = time.perf_counter()
     process = subprocess.run([sys.executable, "-c", _WRAPPER, marker, *command], cwd=REPO, text=True,
@@ -89,8 +89,8 @@ def timed(command: list[str], env: dict | None = None) -> dict:
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{process.stderr[-3000:]}")
     lines = process.stdout.splitlines()
-    peak = [line for line in lines if line.startswith(marker)]
-    return {"wall": wall, "rss_mib": int(peak[-1][len(marker):]) / 1024,
+    peak_kb, cpu = next(line for line in lines if line.startswith(marker))[len(marker):].split()
+    return {"wall": wall, "cpu": float(cpu), "rss_mib": int(peak_kb) / 1024,
             "stdout": "\n".join(line for line in lines if not line.startswith(marker))}
 
 
@@ -100,7 +100,7 @@ import os, subprocess, sys
 marker, *command = sys.argv[1:]
 process = subprocess.Popen(command)
 _, status, usage = os.wait4(process.pid, 0)
-print(f"{marker}{usage.ru_maxrss}", flush=True)
+print(f"{marker}{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}", flush=True)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -188,7 +188,7 @@ def build(spec: Path, env: dict | None = None) -> dict:
     summary = next(json.loads(line[len("SUMMARY="):]) for line in result["stdout"].splitlines()
                    if line.startswith("SUMMARY="))
     timings = summary["timings"]
-    return {"wall": result["wall"], "rss_mib": result["rss_mib"], "flow": summary["wall_seconds"],
+    return {"wall": result["wall"], "cpu": result["cpu"], "rss_mib": result["rss_mib"], "flow": summary["wall_seconds"],
             "candidates": timings.get("candidates_seconds", 0.0),
             "listwise": timings["stage_seconds"].get("listwise", 0.0),
             "export": summary["wall_seconds"] - timings["build_seconds"],
@@ -230,12 +230,12 @@ def main() -> None:
     ingest = timed(python("-m", "flows.cli", "ingest", str(collection), "--name", "scale", "--domain", "synthetic",
                           "-w", str(warehouse)))
     raw = duckdb_read_json(collection)
-    print(f"ingest: {ingest['wall']:.1f} s, peak {ingest['rss_mib']:.0f} MiB | DuckDB read_json of the "
+    print(f"ingest: {ingest['wall']:.1f} s ({ingest['cpu']:.1f} s CPU), peak {ingest['rss_mib']:.0f} MiB | DuckDB read_json of the "
           f"same files: {raw:.1f} s (ingest at {raw / ingest['wall']:.0%} of its rate) | "
           f"warehouse {folder_mib(warehouse):.0f} MiB", flush=True)
 
     index = timed(python("-c", _INDEX, str(warehouse)))
-    print(f"bm25 index (built once, saved): {index['wall']:.1f} s, peak {index['rss_mib']:.0f} MiB, "
+    print(f"bm25 index (built once, saved): {index['wall']:.1f} s ({index['cpu']:.1f} s CPU), peak {index['rss_mib']:.0f} MiB, "
           f"{folder_mib(Path(str(warehouse) + '.indexes')):.0f} MiB on disk", flush=True)
 
     teacher, base_url = start_teacher()
@@ -279,26 +279,28 @@ with Warehouse.open(sys.argv[1]) as wh:
 def _row_line(row: dict) -> str:
     first, rerun = row["first"], row["rerun"]
     api = f" | rerun with PREFECT_API_URL {row['rerun_api']['wall']:.1f} s" if "rerun_api" in row else ""
-    return (f"asks {row['asks']}: first {first['wall']:.1f} s (candidates {first['candidates']:.1f}, listwise "
+    return (f"asks {row['asks']}: first {first['wall']:.1f} s, {first['cpu']:.1f} s CPU (candidates {first['candidates']:.1f}, listwise "
             f"{first['listwise']:.1f}, publish+export {first['export']:.1f}; {first['calls']} calls), peak "
-            f"{first['rss_mib']:.0f} MiB | rerun {rerun['wall']:.1f} s (flow {rerun['flow']:.1f}, "
+            f"{first['rss_mib']:.0f} MiB | rerun {rerun['wall']:.1f} s, {rerun['cpu']:.1f} s CPU (flow {rerun['flow']:.1f}, "
             f"{rerun['calls']} calls, {rerun['reused']} reused){api}")
 
 
 def table(rows: list[dict], args, ingest: dict, raw: float, index: dict) -> str:
     lines = [f"{args.passages:,} passages, {args.queries:,} queries; bm25 k={args.k}, one window, one sample; "
              f"zero-latency loopback teacher; load {os.getloadavg()[0]:.1f} at the end",
-             f"ingest {ingest['wall']:.1f} s (peak {ingest['rss_mib']:.0f} MiB) vs DuckDB read_json {raw:.1f} s; "
-             f"bm25 index built once {index['wall']:.1f} s (peak {index['rss_mib']:.0f} MiB)", "",
-             "| queries asked | first build wall | candidates | listwise | publish+export | peak RSS | "
-             "warehouse | rerun wall (flow) | rerun, API set | load |",
+             f"ingest {ingest['wall']:.1f} s ({ingest['cpu']:.1f} s CPU, peak {ingest['rss_mib']:.0f} MiB) vs DuckDB "
+             f"read_json {raw:.1f} s; bm25 index built once {index['wall']:.1f} s ({index['cpu']:.1f} s CPU, "
+             f"peak {index['rss_mib']:.0f} MiB)", "",
+             "| queries asked | first build wall (CPU) | candidates | listwise | publish+export | peak RSS | "
+             "warehouse | rerun wall, CPU (flow) | rerun, API set | load |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         first, rerun = row["first"], row["rerun"]
-        api = f"{row['rerun_api']['wall']:.1f} s" if "rerun_api" in row else "—"
-        lines.append(f"| {row['asks']:,} | {first['wall']:.1f} s | {first['candidates']:.1f} s | "
+        api = (f"{row['rerun_api']['wall']:.1f} s, {row['rerun_api']['cpu']:.1f} s ({row['rerun_api']['flow']:.1f} s)"
+               if "rerun_api" in row else "—")
+        lines.append(f"| {row['asks']:,} | {first['wall']:.1f} s ({first['cpu']:.1f} s) | {first['candidates']:.1f} s | "
                      f"{first['listwise']:.1f} s | {first['export']:.1f} s | {first['rss_mib']:,.0f} MiB | "
-                     f"{row['warehouse_mib']:,.0f} MiB | {rerun['wall']:.1f} s ({rerun['flow']:.1f} s) | {api} | "
+                     f"{row['warehouse_mib']:,.0f} MiB | {rerun['wall']:.1f} s, {rerun['cpu']:.1f} s ({rerun['flow']:.1f} s) | {api} | "
                      f"{row['load']:.1f} |")
     lines.append("")
     for low, high in zip(rows, rows[1:]):
@@ -311,8 +313,11 @@ def table(rows: list[dict], args, ingest: dict, raw: float, index: dict) -> str:
             f"{(work_high / high['asks']) / max(work_low / low['asks'], 1e-9):.2f}); peak RSS "
             f"{1024 * (high['first']['rss_mib'] - low['first']['rss_mib']) / queries:+.1f} KiB/query")
     if rows:
-        lines.append(f"{rows[0]['asks']:,}-query build with the index saved: {rows[0]['first']['wall']:.1f} s = "
-                     f"{rows[0]['first']['wall'] / index['wall']:.0%} of building the index ({index['wall']:.1f} s)")
+        first = rows[0]["first"]
+        lines.append(f"{rows[0]['asks']:,}-query build with the index saved: candidates {first['candidates']:.1f} s = "
+                     f"{first['candidates'] / index['wall']:.0%} of building the index ({index['wall']:.1f} s); "
+                     f"whole build {first['cpu']:.1f} s CPU = {first['cpu'] / index['cpu']:.0%} of its "
+                     f"{index['cpu']:.1f} s CPU")
     return "\n".join(lines)
 
 
