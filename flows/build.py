@@ -11,7 +11,6 @@ import time
 from datetime import datetime
 
 from prefect import flow, task
-from prefect.utilities.annotations import quote
 
 from flows.runners import task_runner
 from flows.shards import encode_in_shards, retrieve_shard
@@ -69,8 +68,7 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
         queries = queries_without_lists(warehouse, snapshot_id, config, selected)
         if queries:
             indexes = ensure_indexes(warehouse, snapshot_id, config, encode_in_shards)
-            # quote: Prefect would otherwise walk every query text looking for futures
-            pending.append((snapshot_id, config, retrieve_shard.submit(indexes, quote(queries), config)))
+            pending.append((snapshot_id, config, retrieve_shard.submit(indexes, queries, config)))
     for snapshot_id, config, future in pending:
         store_candidates(warehouse, snapshot_id, config.retriever_id(), future.result())
     return sum(len(future.result()) for *_, future in pending)

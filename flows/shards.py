@@ -25,7 +25,6 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.utilities.annotations import quote
 
 from generators.candidates import CandidateConfig, Ranked, rank_candidates
 from generators.teachers import Call, Completion, TeacherBackend, TeacherConfig, make_backend
@@ -44,7 +43,7 @@ def embed_shard(texts: list[str], model: str) -> np.ndarray:
 
 def encode_in_shards(texts: list[str], model: str) -> np.ndarray:
     """``encode`` with the texts split into shards that run in parallel on the task runner."""
-    futures = [embed_shard.submit(quote(texts[i:i + EMBED_SHARD]), model) for i in range(0, len(texts), EMBED_SHARD)]
+    futures = [embed_shard.submit(texts[i:i + EMBED_SHARD], model) for i in range(0, len(texts), EMBED_SHARD)]
     return np.vstack([future.result() for future in futures]) if futures else np.zeros((0, 0), np.float32)
 
 
@@ -81,7 +80,7 @@ class ShardedBackend(TeacherBackend):
 
     async def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
         shards = [list(calls[i:i + self.shard_size]) for i in range(0, len(calls), self.shard_size)]
-        futures = await asyncio.to_thread(lambda: [answer_shard.submit(self.config, quote(s)) for s in shards])
+        futures = await asyncio.to_thread(lambda: [answer_shard.submit(self.config, s) for s in shards])
         self.in_flight = len(calls)
         finished = as_completed(futures)
         while (future := await asyncio.to_thread(next, finished, None)) is not None:
