@@ -185,8 +185,9 @@ print("SUMMARY=" + json.dumps({"wall_seconds": summary["wall_seconds"], "timings
 
 def build(spec: Path, env: dict | None = None) -> dict:
     result = timed(python("-c", _BUILD, str(spec)), env)
-    summary = next(json.loads(line[len("SUMMARY="):]) for line in result["stdout"].splitlines()
-                   if line.startswith("SUMMARY="))
+    # DuckDB may draw a progress bar on the same line: take what follows the marker
+    summary = next(json.loads(line.split("SUMMARY=", 1)[1]) for line in result["stdout"].splitlines()
+                   if "SUMMARY=" in line)
     timings = summary["timings"]
     return {"wall": result["wall"], "cpu": result["cpu"], "rss_mib": result["rss_mib"], "flow": summary["wall_seconds"],
             "candidates": timings.get("candidates_seconds", 0.0),
