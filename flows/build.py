@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.runners import task_runner
 from flows.shards import encode_in_shards, retrieve_shard
@@ -33,7 +34,9 @@ STAGES = {"pointwise": pointwise_stage, "listwise": listwise_stage, "negatives":
           "mixed_cot": mixed_cot_stage}
 
 
-@task(name="ingest-sources")
+# Build tasks take cache_policy=NO_CACHE: they write the warehouse, which is the cache (a
+# cached result would skip those writes), and hashing their inputs would be wasted work.
+@task(name="ingest-sources", cache_policy=NO_CACHE)
 def ingest_sources(spec_path: str) -> list[str]:
     """Snapshot every source of the spec (identical content reuses its snapshot)."""
     spec = load_spec(spec_path)
@@ -49,7 +52,7 @@ def ingest_sources(spec_path: str) -> list[str]:
     return snapshot_ids
 
 
-@task(name="candidates")
+@task(name="candidates", cache_policy=NO_CACHE)
 def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
     """Candidate lists of the queries each source selects, with its source's settings;
     returns how many lists were computed.
@@ -74,7 +77,7 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
     return sum(len(future.result()) for *_, future in pending)
 
 
-@task(name="export")
+@task(name="export", cache_policy=NO_CACHE)
 def export_parquet(spec_path: str, version: int) -> list[str]:
     """Each kind of the new version as ``OUT/DATASET/vN/<kind>.parquet`` with its manifest.json,
     moved into place whole, then ``OUT/DATASET/versions.json`` (what readers use while a

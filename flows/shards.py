@@ -27,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from generators.candidates import CandidateConfig, Ranked, rank_candidates
+from generators.embeddings import encode
 from generators.teachers import Call, Completion, TeacherBackend, TeacherConfig, make_backend
 
 # Texts per embedding shard: a multiple of the encoder's batch size (64), so every batch,
@@ -36,15 +37,13 @@ EMBED_SHARD = 512
 
 @task(name="embed-shard", cache_policy=NO_CACHE)
 def embed_shard(texts: list[str], model: str) -> np.ndarray:
-    from generators.embeddings import encode  # torch and sentence-transformers load only here
-
     return encode(texts, model)
 
 
 def encode_in_shards(texts: list[str], model: str) -> np.ndarray:
     """``encode`` with the texts split into shards that run in parallel on the task runner."""
     futures = [embed_shard.submit(texts[i:i + EMBED_SHARD], model) for i in range(0, len(texts), EMBED_SHARD)]
-    return np.vstack([future.result() for future in futures]) if futures else np.zeros((0, 0), np.float32)
+    return np.vstack([future.result() for future in futures]) if futures else encode([], model)
 
 
 @task(name="retrieve", cache_policy=NO_CACHE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, stage_backend, warehouse_cursor
@@ -40,7 +41,7 @@ def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str
             yield part, candidate_passages(warehouse, snapshot_id, (d for c in part for d in c.docids))
 
 
-@task(name="listwise")
+@task(name="listwise", cache_policy=NO_CACHE)  # it stages rows: never skipped for a cached result
 def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> StageResult:
     """Rank every selected candidate list; stage accepted rows and rejections with reasons."""
     spec = load_spec(spec_path)
