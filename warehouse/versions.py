@@ -297,25 +297,20 @@ def load_rows(warehouse: Warehouse, dataset: str, version: int, kind: str) -> li
 def row_batches(warehouse: Warehouse, dataset: str, version: int, kind: str, batch_rows: int = 1000,
                 lineage_only: bool = False) -> Iterator[list[dict]]:
     """The rows of ``load_rows`` in batches of exactly ``batch_rows`` (the last one fewer),
-    read as they are used: the whole kind is never in Python objects at once. With
-    ``lineage_only`` the rows hold only their lineage fields (much less to read)."""
+    read as they are used: the whole kind is never in memory at once, in Python or in DuckDB
+    (the row ids are sorted first, then each batch is read by its id range; sorting whole
+    rows would hold them all). With ``lineage_only`` the rows hold only their lineage fields."""
+    key = [dataset, version, kind]
+    row_ids = [row_id for (row_id,) in warehouse.con.execute(
+        "SELECT row_id FROM dataset_rows WHERE dataset = ? AND version = ? AND kind = ? ORDER BY row_id",
+        key).fetchall()]
     columns = "lineage" if lineage_only else "data, lineage"
-    cursor = warehouse.con.cursor()  # its own cursor: the caller may query meanwhile
-    try:
-        reader = cursor.sql(
+    for start in range(0, len(row_ids), batch_rows):
+        first, last = row_ids[start], row_ids[min(start + batch_rows, len(row_ids)) - 1]
+        found = warehouse.con.execute(
             f"SELECT {columns} FROM dataset_rows WHERE dataset = ? AND version = ? AND kind = ? "
-            "ORDER BY row_id", params=[dataset, version, kind]).to_arrow_reader(batch_rows)
-        pending: list[dict] = []
-        for batch in reader:
-            texts = [column.to_pylist() for column in batch.columns]
-            pending += [{k: v for part in parts for k, v in json.loads(part).items()} for parts in zip(*texts)]
-            while len(pending) >= batch_rows:
-                yield pending[:batch_rows]
-                pending = pending[batch_rows:]
-        if pending:
-            yield pending
-    finally:
-        cursor.close()
+            "AND row_id BETWEEN ? AND ? ORDER BY row_id", [*key, first, last]).fetchall()
+        yield [{k: v for part in parts for k, v in json.loads(part).items()} for parts in found]
 
 
 def row_record(warehouse: Warehouse, dataset: str, version: int, row_id: str) -> list[dict]:
