@@ -13,6 +13,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
 from flows.prefect_server import prefect_api
@@ -25,10 +26,10 @@ from flows.stages.mixed_cot import mixed_cot_stage
 from flows.stages.negatives import negatives_stage
 from flows.stages.pointwise import pointwise_stage
 from flows.stages.queries import stage_synthesized, synthesize_queries
-from generators.candidates import retrieval_inputs, retrieve
+from generators.candidates import ensure_indexes, queries_without_lists, run_lists, selected_queries
 from generators.review import apply_human_judgments
 from prompts import load_prompt
-from warehouse.candidates import has_candidates, store_candidates
+from warehouse.candidates import store_candidates
 from warehouse.errors import SynthrankError
 from warehouse.exports import complete_exports, export_files, publish_exports
 from warehouse.review import judgments_fingerprint
@@ -43,7 +44,9 @@ STAGES = {"pointwise": pointwise_stage, "listwise": listwise_stage, "negatives":
           "mixed_cot": mixed_cot_stage}
 
 
-@task(name="ingest-sources")
+# Build tasks take cache_policy=NO_CACHE: they write the warehouse, which is the cache (a
+# cached result would skip those writes), and hashing their inputs would be wasted work.
+@task(name="ingest-sources", cache_policy=NO_CACHE)
 def ingest_sources(spec_path: str) -> list[str]:
     """Snapshot every source of the spec (identical content reuses its snapshot)."""
     spec = load_spec(spec_path)
@@ -63,30 +66,39 @@ def ingest_sources(spec_path: str) -> list[str]:
     return snapshot_ids
 
 
-@task(name="candidates")
+@task(name="candidates", cache_policy=NO_CACHE)
 def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
-    """Candidate lists for every snapshot, with its source's settings (stored once, reused).
+    """Candidate lists of the queries each source selects, with its source's settings;
+    returns how many lists were computed.
 
-    Embeddings and retrieval run on the task runner, every source at once; the lists come
+    Only selected queries without a stored list are retrieved for. Each snapshot's indexes
+    are built once (embeddings on the task runner) and saved beside the warehouse; retrieval
+    runs on the task runner, every source at once, reading those folders; the lists come
     back here to be stored.
     """
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
-    pending = []
-    for source, snapshot_id in zip(spec.sources, snapshot_ids):
+    counts, _ = spec.query_counts(warehouse, snapshot_ids)
+    pending, computed = [], 0
+    for source, snapshot_id, count in zip(spec.sources, snapshot_ids, counts):
         config = spec.candidates_for(source)
-        if config.method == "run" and not has_candidates(warehouse, snapshot_id, config.retriever_id()):
-            store_candidates(warehouse, snapshot_id, config.retriever_id(), retrieve(warehouse, snapshot_id, config))
-        elif not has_candidates(warehouse, snapshot_id, config.retriever_id()):
-            inputs = retrieval_inputs(warehouse, snapshot_id, config, encode_in_shards)
-            pending.append((snapshot_id, config, retrieve_shard.submit(inputs[0], inputs[1], config, *inputs[2:])))
+        selected = selected_queries(warehouse, snapshot_id, count, spec.seed)
+        queries = queries_without_lists(warehouse, snapshot_id, config, selected)
+        if queries and config.method == "run":  # a run file's lists are read, not computed
+            store_candidates(warehouse, snapshot_id, config.retriever_id(),
+                             run_lists(warehouse, snapshot_id, config, queries))
+            computed += len(queries)
+        elif queries:
+            indexes = ensure_indexes(warehouse, snapshot_id, config, encode_in_shards)
+            pending.append((snapshot_id, config, retrieve_shard.submit(indexes, queries, config)))
     for snapshot_id, config, future in pending:
         store_candidates(warehouse, snapshot_id, config.retriever_id(), future.result())
-    get_run_logger().info("candidates: %d lists computed, %d reused", len(pending), len(snapshot_ids) - len(pending))
-    return len(pending)
+    computed += sum(len(future.result()) for *_, future in pending)
+    get_run_logger().info("candidates: %d lists computed", computed)
+    return computed
 
 
-@task(name="export")
+@task(name="export", cache_policy=NO_CACHE)
 def export_parquet(spec_path: str, version: int) -> list[str]:
     """Each kind of the new version as ``OUT/DATASET/vN/<kind>.parquet`` with its manifest.json,
     moved into place whole, then ``OUT/DATASET/versions.json`` (what readers use while a
@@ -139,7 +151,9 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             return outcome_state({**base, "outcome": "unchanged", "version": latest["version"]})
         synthesized = synthesize_queries(spec_path, snapshot_ids) if "queries" in spec.kinds else None
         snapshot_ids = synthesized["snapshot_ids"] if synthesized else snapshot_ids
+        candidates_started = time.perf_counter()
         build_candidates(spec_path, snapshot_ids)
+        candidates_seconds = round(time.perf_counter() - candidates_started, 2)
         version = begin_version(warehouse, spec.dataset, recorded_spec, snapshot_ids)
         try:
             results, stage_seconds = [], {}
@@ -152,7 +166,7 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
                 stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
                 logger.info("stage %s: %s", kind, stage_outcome(results[-1], stage_seconds[kind]))
             manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
-            manifest["timings"]["stage_seconds"] = stage_seconds
+            manifest["timings"].update(stage_seconds=stage_seconds, candidates_seconds=candidates_seconds)
             manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
             manifest["mixture"] = spec.query_counts(warehouse, snapshot_ids)[1]
             check_failed_share(spec, manifest)

@@ -1,6 +1,13 @@
 """Work in shards on the flow's task runner (Dask workers with ``runner: dask``): teacher
 calls, passage embeddings and candidate retrieval. Workers never open the warehouse: they
-get their inputs with the task and return results, which the flow process stores.
+get their inputs with the task (retrieval: the folders of the snapshot's saved indexes and
+the texts of the queries to retrieve for, never the corpus) and return results, which the
+flow process stores.
+
+Every task here takes ``cache_policy=NO_CACHE``: Prefect's default policy hashes a task's
+arguments into a cache key before it runs, which for thousands of texts or calls costs
+seconds of CPU (for a corpus, tens), and caching would only ever skip work the warehouse
+already skips: results are stored there, not in Prefect.
 
 ``ShardedBackend`` looks like any backend to ``TeacherRunner``: it submits shards of calls as
 Prefect tasks and yields each shard's answers when it finishes. Workers only call the
@@ -14,10 +21,10 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Sequence
 
-from prefect import task
-from prefect.futures import as_completed
-
 import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 
 from generators.candidates import CandidateConfig, Ranked, rank_candidates
 from generators.embeddings import encode
@@ -28,7 +35,7 @@ from generators.teachers import Call, Completion, TeacherBackend, TeacherConfig,
 EMBED_SHARD = 512
 
 
-@task(name="embed-shard")
+@task(name="embed-shard", cache_policy=NO_CACHE)
 def embed_shard(texts: list[str], model: str) -> np.ndarray:
     return encode(texts, model)
 
@@ -39,11 +46,11 @@ def encode_in_shards(texts: list[str], model: str) -> np.ndarray:
     return np.vstack([future.result() for future in futures]) if futures else encode([], model)
 
 
-@task(name="retrieve")
-def retrieve_shard(passages: dict, queries: dict, config: CandidateConfig, docids: list[str] | None,
-                   vectors: np.ndarray | None) -> Ranked:
-    """One source's candidate lists, computed where the task runner puts it."""
-    return rank_candidates(passages, queries, config, docids, vectors)
+@task(name="retrieve", cache_policy=NO_CACHE)
+def retrieve_shard(indexes: dict[str, str], queries: dict[str, str], config: CandidateConfig) -> Ranked:
+    """Candidate lists of some queries of one source, from its saved index folders,
+    computed where the task runner puts it."""
+    return rank_candidates(indexes, queries, config)
 
 
 def answer_calls(backend: TeacherBackend, calls: Sequence[Call]) -> list[tuple[Call, Completion]]:
@@ -54,7 +61,7 @@ def answer_calls(backend: TeacherBackend, calls: Sequence[Call]) -> list[tuple[C
     return asyncio.run(gather())
 
 
-@task(name="teacher-shard")
+@task(name="teacher-shard", cache_policy=NO_CACHE)
 def answer_shard(teacher: dict, calls: list[Call]) -> list[tuple[Call, Completion]]:
     """One shard of teacher calls, run where the task runner puts it."""
     return answer_calls(make_backend(TeacherConfig.model_validate(teacher)), calls)

@@ -5,6 +5,10 @@
   embeddings are computed once per (snapshot, model) and stored in the warehouse.
 - ``hybrid``: reciprocal rank fusion of the top ``depth`` of both,
   score(d) = sum over retrievers of 1 / (rrf_k + rank(d)).
+
+Work follows what a build asks for: each snapshot's BM25 index and passage-embedding
+matrix are saved once beside the warehouse (``warehouse/indexes.py``) and loaded by later
+builds, and lists are retrieved and stored only for the selected queries that have none.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ import hashlib
 import json
 import logging
 import random
+from array import array
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from generators.run_candidates import run_candidates, run_retriever_id
-from warehouse.candidates import has_candidates, load_candidates, store_candidates
+from warehouse.candidates import load_candidates, passage_batches, store_candidates, stored_qids
 from warehouse.db import Warehouse
-from warehouse.snapshots import Snapshot, load_passages, load_qrels, load_queries
+from warehouse.indexes import building, index_dir, read_meta
+from warehouse.snapshots import Snapshot, load_qrels, load_queries
 
 Ranked = dict[str, list[tuple[str, float]]]  # qid -> [(docid, score), ...], best first
 
@@ -71,17 +78,93 @@ def _import_bm25s():
     return bm25s
 
 
-def bm25_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str],
-                    k: int, stopwords: str | None = "en") -> Ranked:
-    """qid -> [(docid, score), ...], the top ``k`` passages by BM25 (bm25s), best first."""
-    bm25s = _import_bm25s()
+# --------------------------------------------------------------------------- indexes
 
-    docids = list(passages)
-    corpus_tokens = bm25s.tokenize([passage_text(*passages[d]) for d in docids], stopwords=stopwords,
-                                   show_progress=False)
+def bm25_index_name(stopwords: str | None) -> str:
+    return f"bm25-stopwords={stopwords}"
+
+
+def dense_index_name(model: str) -> str:
+    """A folder name for a model (a hub name or an absolute path)."""
+    return "dense-" + hashlib.sha256(model.encode()).hexdigest()[:16]
+
+
+def ensure_bm25_index(warehouse: Warehouse, snapshot_id: str, stopwords: str | None = "en") -> Path:
+    """The folder of the snapshot's BM25 index, built and saved on first use.
+
+    Passages are read and tokenized in batches; token ids are numbered in first-seen order
+    over the corpus in docid order, exactly as one ``bm25s.tokenize`` call over the whole
+    corpus numbers them, so the index is the same as one built in a single pass.
+    """
+    bm25s = _import_bm25s()
+    folder = index_dir(warehouse.path, snapshot_id, bm25_index_name(stopwords))
+    meta = {"kind": "bm25", "snapshot_id": snapshot_id, "stopwords": stopwords, "bm25s": bm25s.__version__}
+    if read_meta(folder) == meta:
+        return folder
+    docids: list[str] = []
+    corpus: list[array] = []  # token ids per passage; 4 bytes a token instead of a Python int's 36
+    vocab: dict[str, int] = {}
+    for batch_docids, titles, texts in passage_batches(warehouse, snapshot_id):
+        tokens = bm25s.tokenize([passage_text(t, x) for t, x in zip(titles, texts)], stopwords=stopwords,
+                                show_progress=False)
+        to_global = [vocab.setdefault(token, len(vocab)) for token in tokens.vocab]
+        corpus += [array("i", (to_global[i] for i in ids)) for ids in tokens.ids]
+        docids += batch_docids
     retriever = bm25s.BM25()
-    retriever.index(corpus_tokens, show_progress=False)
+    if docids:
+        retriever.index((corpus, vocab), show_progress=False)
+    del corpus
+    with building(folder, meta) as partial:
+        if docids:
+            retriever.save(str(partial), show_progress=False)
+        (partial / "docids.json").write_text(json.dumps(docids), encoding="utf-8")
+    return folder
+
+
+def ensure_dense_index(warehouse: Warehouse, snapshot_id: str, model: str = DEFAULT_EMBEDDER,
+                       encode_texts=None) -> Path:
+    """The folder of the snapshot's passage embeddings under ``model`` as a NumPy file
+    (from the warehouse's stored embeddings, computed with ``encode_texts`` if not stored)."""
+    folder = index_dir(warehouse.path, snapshot_id, dense_index_name(model))
+    meta = {"kind": "dense", "snapshot_id": snapshot_id, "model": model}
+    if read_meta(folder) == meta:
+        return folder
+    from generators.embeddings import encode, snapshot_embeddings
+
+    docids, vectors = snapshot_embeddings(warehouse, snapshot_id, model, encode_texts or encode)
+    with building(folder, meta) as partial:
+        np.save(partial / "vectors.npy", vectors)
+        (partial / "docids.json").write_text(json.dumps(docids), encoding="utf-8")
+    return folder
+
+
+def ensure_indexes(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig,
+                   encode_texts=None) -> dict[str, str]:
+    """The index folders ``config`` retrieves from (``bm25``, ``dense``), built if missing."""
+    folders = {}
+    if config.method in ("bm25", "hybrid"):
+        folders["bm25"] = str(ensure_bm25_index(warehouse, snapshot_id, config.stopwords))
+    if config.method in ("dense", "hybrid"):
+        folders["dense"] = str(ensure_dense_index(warehouse, snapshot_id, config.model, encode_texts))
+    return folders
+
+
+def _docids(folder: Path) -> list[str]:
+    return json.loads((folder / "docids.json").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- retrieval
+
+def bm25_candidates(folder: str | Path, queries: dict[str, str], k: int, stopwords: str | None = "en") -> Ranked:
+    """qid -> [(docid, score), ...], the top ``k`` passages by BM25 (bm25s), best first,
+    from the index saved in ``folder``."""
+    bm25s = _import_bm25s()
+    folder = Path(folder)
+    docids = _docids(folder)
     qids = list(queries)
+    if not qids or not docids:
+        return {qid: [] for qid in qids}
+    retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
     query_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords=stopwords, show_progress=False)
     top = min(k, len(docids))
     indices, scores = retriever.retrieve(query_tokens, k=top, show_progress=False, n_threads=1)
@@ -91,21 +174,41 @@ def bm25_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str
     }
 
 
-def dense_candidates(docids: list[str], passage_vectors: np.ndarray, queries: dict[str, str], k: int,
-                     model: str = DEFAULT_EMBEDDER) -> Ranked:
-    """qid -> the top ``k`` passages by cosine similarity (ties by docid order), best first."""
+# Queries scored against the passage matrix at once: bounds the similarity block in memory
+# (64 queries x 1M passages x 4 bytes = 256 MB).
+DENSE_QUERY_BLOCK = 64
+
+
+def dense_candidates(folder: str | Path, queries: dict[str, str], k: int, model: str = DEFAULT_EMBEDDER) -> Ranked:
+    """qid -> the top ``k`` passages by cosine similarity (ties by docid order), best first,
+    from the embeddings saved in ``folder``."""
     from generators.embeddings import encode
 
+    folder = Path(folder)
+    docids = _docids(folder)
     qids = list(queries)
     if not qids or not docids:
         return {qid: [] for qid in qids}
-    similarities = encode([queries[q] for q in qids], model) @ passage_vectors.T
+    passage_vectors = np.load(folder / "vectors.npy", mmap_mode="r")
     top = min(k, len(docids))
     ranked = {}
-    for row, qid in enumerate(qids):
-        order = np.argsort(-similarities[row], kind="stable")[:top]
-        ranked[qid] = [(docids[int(i)], float(similarities[row, i])) for i in order]
+    for start in range(0, len(qids), DENSE_QUERY_BLOCK):
+        block = qids[start:start + DENSE_QUERY_BLOCK]
+        similarities = encode([queries[q] for q in block], model) @ passage_vectors.T
+        for row, qid in enumerate(block):
+            order = _top_indices(similarities[row], top)
+            ranked[qid] = [(docids[int(i)], float(similarities[row, i])) for i in order]
     return ranked
+
+
+def _top_indices(scores: np.ndarray, top: int) -> np.ndarray:
+    """Indices of the ``top`` highest scores, best first, ties by index: what a stable
+    argsort of the negated scores gives, without sorting every passage."""
+    if top >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    threshold = np.partition(scores, len(scores) - top)[len(scores) - top]
+    contenders = np.flatnonzero(scores >= threshold)  # every tie at the threshold, in index order
+    return contenders[np.argsort(-scores[contenders], kind="stable")][:top]
 
 
 def reciprocal_rank_fusion(runs: list[Ranked], k: int, rrf_k: int = 60) -> Ranked:
@@ -124,38 +227,25 @@ def reciprocal_rank_fusion(runs: list[Ranked], k: int, rrf_k: int = 60) -> Ranke
     return fused
 
 
-def retrieval_inputs(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig,
-                     encode_texts=None) -> tuple[dict, dict, list[str] | None, np.ndarray | None]:
-    """What ``rank_candidates`` needs for a snapshot: passages, query texts, and for dense or
-    hybrid retrieval the passage embeddings (computed with ``encode_texts`` if not stored)."""
-    passages = load_passages(warehouse, snapshot_id)
-    queries = {qid: text for qid, (text, _) in load_queries(warehouse, snapshot_id).items()}
+def rank_candidates(indexes: dict[str, str], queries: dict[str, str], config: CandidateConfig) -> Ranked:
+    """Candidate lists of ``queries`` under ``config``, from the index folders of
+    ``ensure_indexes`` (no warehouse: runs on any worker that can read the folders)."""
     if config.method == "bm25":
-        return passages, queries, None, None
-    from generators.embeddings import encode, snapshot_embeddings
-
-    docids, vectors = snapshot_embeddings(warehouse, snapshot_id, config.model, encode_texts or encode)
-    return passages, queries, docids, vectors
-
-
-def rank_candidates(passages: dict[str, tuple[str, str]], queries: dict[str, str], config: CandidateConfig,
-                    docids: list[str] | None = None, vectors: np.ndarray | None = None) -> Ranked:
-    """Candidate lists of every query under ``config`` (no warehouse: runs on any worker)."""
-    if config.method == "bm25":
-        return bm25_candidates(passages, queries, config.k, config.stopwords)
+        return bm25_candidates(indexes["bm25"], queries, config.k, config.stopwords)
     if config.method == "dense":
-        return dense_candidates(docids, vectors, queries, config.k, config.model)
-    runs = [bm25_candidates(passages, queries, config.depth, config.stopwords),
-            dense_candidates(docids, vectors, queries, config.depth, config.model)]
+        return dense_candidates(indexes["dense"], queries, config.k, config.model)
+    runs = [bm25_candidates(indexes["bm25"], queries, config.depth, config.stopwords),
+            dense_candidates(indexes["dense"], queries, config.depth, config.model)]
     return reciprocal_rank_fusion(runs, config.k, config.rrf_k)
 
 
-def retrieve(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig) -> Ranked:
-    """Candidate lists of every query of a snapshot under ``config``."""
-    if config.method == "run":
-        return run_candidates(warehouse, snapshot_id, config.path, config.k)
-    passages, queries, docids, vectors = retrieval_inputs(warehouse, snapshot_id, config)
-    return rank_candidates(passages, queries, config, docids, vectors)
+def queries_without_lists(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig,
+                          qids: list[str] | None = None) -> dict[str, str]:
+    """qid -> text of the queries (``qids``, default all) that have no stored list under
+    ``config``: the only ones a build retrieves for."""
+    queries = load_queries(warehouse, snapshot_id)
+    stored = stored_qids(warehouse, snapshot_id, config.retriever_id())
+    return {qid: queries[qid][0] for qid in (queries if qids is None else qids) if qid not in stored}
 
 
 @dataclass(frozen=True)
@@ -185,22 +275,38 @@ def select_queries(qids: list[str], judged: set[str], count: int | None, seed: i
     return sorted(random.Random(seed).sample(eligible, count))
 
 
-def ensure_candidates(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig) -> bool:
-    """Compute and store the snapshot's candidate lists unless stored; True if computed."""
-    if has_candidates(warehouse, snapshot_id, config.retriever_id()):
-        return False
-    store_candidates(warehouse, snapshot_id, config.retriever_id(), retrieve(warehouse, snapshot_id, config))
-    return True
+def selected_queries(warehouse: Warehouse, snapshot_id: str, count: int | None, seed: int) -> list[str]:
+    """``select_queries`` over a snapshot's queries and qrels."""
+    return select_queries(list(load_queries(warehouse, snapshot_id)), set(load_qrels(warehouse, snapshot_id)),
+                          count, seed)
+
+
+def ensure_candidates(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig,
+                      qids: list[str] | None = None) -> int:
+    """Compute and store the lists of the queries (``qids``, default all) that have none
+    under ``config``, from the snapshot's saved indexes; returns how many were computed."""
+    queries = queries_without_lists(warehouse, snapshot_id, config, qids)
+    if queries:
+        ranked = (run_lists(warehouse, snapshot_id, config, queries) if config.method == "run"
+                  else rank_candidates(ensure_indexes(warehouse, snapshot_id, config), queries, config))
+        store_candidates(warehouse, snapshot_id, config.retriever_id(), ranked)
+    return len(queries)
+
+
+def run_lists(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig, queries: dict[str, str]) -> Ranked:
+    """``method: run``: the run file's lists of ``queries`` (read, not computed)."""
+    ranked = run_candidates(warehouse, snapshot_id, config.path, config.k)
+    return {qid: ranked[qid] for qid in queries if qid in ranked}
 
 
 def candidate_lists(warehouse: Warehouse, snapshot: Snapshot, config: CandidateConfig,
                     count: int | None, seed: int) -> list[CandidateList]:
     """The stored candidate lists of ``count`` selected queries of a snapshot."""
     queries = load_queries(warehouse, snapshot.snapshot_id)
-    judged = set(load_qrels(warehouse, snapshot.snapshot_id))
-    stored = load_candidates(warehouse, snapshot.snapshot_id, config.retriever_id())
+    qids = selected_queries(warehouse, snapshot.snapshot_id, count, seed)
+    stored = load_candidates(warehouse, snapshot.snapshot_id, config.retriever_id(), qids)
     return [
         CandidateList(snapshot.snapshot_id, snapshot.domain, qid, queries[qid][0],
                       tuple(docid for docid, _ in stored.get(qid, [])), tuple(queries[qid][1] or ()))
-        for qid in select_queries(list(queries), judged, count, seed)
+        for qid in qids
     ]

@@ -194,7 +194,7 @@ def mine_snapshot(warehouse: Warehouse, snapshot: Snapshot, config: NegativesCon
     passages = load_passages(warehouse, sid)
     queries = {qid: text for qid, (text, _) in load_queries(warehouse, sid).items()}
     qids = select_queries(list(positives), set(positives), count, seed)
-    lists = {retriever: stored_lists(warehouse, sid, retriever, config) for retriever in config.retrievers}
+    lists = {retriever: stored_lists(warehouse, sid, retriever, config, qids) for retriever in config.retrievers}
     docids, matrix = snapshot_embeddings(warehouse, sid, config.embedder)
     scores = encode([queries[qid] for qid in qids], config.embedder) @ matrix.T
     rows = []
@@ -210,13 +210,14 @@ def mine_snapshot(warehouse: Warehouse, snapshot: Snapshot, config: NegativesCon
     return rows
 
 
-def stored_lists(warehouse: Warehouse, snapshot_id: str, retriever: str,
-                 config: NegativesConfig) -> dict[str, list[str]]:
-    """qid -> the retriever's top ``depth`` docids, from the stored candidate lists
-    (computed and stored on first use, shared with other stages using the same settings)."""
+def stored_lists(warehouse: Warehouse, snapshot_id: str, retriever: str, config: NegativesConfig,
+                 qids: list[str] | None = None) -> dict[str, list[str]]:
+    """qid -> the retriever's top ``depth`` docids for ``qids`` (default all), from the stored
+    candidate lists (computed and stored on first use, shared with other stages using the
+    same settings)."""
     candidates = CandidateConfig(method=retriever, k=config.depth, model=config.embedder)
-    ensure_candidates(warehouse, snapshot_id, candidates)
-    stored = load_candidates(warehouse, snapshot_id, candidates.retriever_id())
+    ensure_candidates(warehouse, snapshot_id, candidates, qids)
+    stored = load_candidates(warehouse, snapshot_id, candidates.retriever_id(), qids)
     return {qid: [docid for docid, _ in ranked] for qid, ranked in stored.items()}
 
 

@@ -22,10 +22,11 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from generators.candidates import CandidateConfig, passage_text, rank_candidates
+from generators.candidates import CandidateConfig, Ranked, passage_text
 from generators.lineage import call_lineage
 from generators.teachers import Call, Completion, Sampling
 from prompts import Prompt
@@ -117,15 +118,15 @@ def _row_id(snapshot_id: str, docid: str, query: str) -> str:
     return hashlib.sha256(f"queries:{snapshot_id}:{docid}:{query}".encode()).hexdigest()[:16]
 
 
-def round_trip(rows: list[dict], passages: dict[str, tuple[str, str]], config: CandidateConfig,
-               docids: list[str] | None = None, vectors=None) -> None:
+def round_trip(rows: list[dict], ranked_by: Callable[[dict[str, str]], Ranked], k: int) -> None:
     """Set each row's ``round_trip_rank`` (rank of its source passage for its query, or None
-    past ``config.k``) and reject (``reason = round_trip``) those not in the top k."""
+    past ``k``) and reject (``reason = round_trip``) those not in the top k. ``ranked_by``
+    ranks the snapshot's passages for queries (row id -> query text)."""
     readable = [row for row in rows if row["reason"] is None]
-    ranked = rank_candidates(passages, {row["row_id"]: row["query"] for row in readable}, config, docids, vectors)
+    ranked = ranked_by({row["row_id"]: row["query"] for row in readable})
     for row in readable:
         order = [docid for docid, _ in ranked.get(row["row_id"], [])]
         rank = order.index(row["source_docid"]) + 1 if row["source_docid"] in order else None
-        row["round_trip_rank"], row["round_trip_k"] = rank, config.k
+        row["round_trip_rank"], row["round_trip_k"] = rank, k
         if rank is None:
             row["reason"] = "round_trip"

@@ -28,7 +28,22 @@ def test_parse_queries_strict_shape():
     assert parse_queries(Completion(status="failed", error="503"), 3) == ([], "teacher_failed")
 
 
-def test_round_trip_keeps_queries_that_find_their_passage():
+def bm25_over(passages: dict, folder):
+    """Real BM25 over ``passages``: ingested into a warehouse, indexed, ranked by the build's code."""
+    from generators.candidates import ensure_indexes, rank_candidates
+    from warehouse.db import Warehouse
+    from warehouse.snapshots import ingest
+
+    corpus = [{"_id": docid, "title": title, "text": text} for docid, (title, text) in passages.items()]
+    source = write_beir(folder / "beir", corpus, [{"_id": "q", "text": "unused"}])
+    warehouse = Warehouse.open(folder / "wh.duckdb")
+    snapshot, _ = ingest(warehouse, str(source), "rt", "medicine")
+    config = CandidateConfig(method="bm25", k=1)
+    indexes = ensure_indexes(warehouse, snapshot.snapshot_id, config)
+    return lambda queries: rank_candidates(indexes, queries, config)
+
+
+def test_round_trip_keeps_queries_that_find_their_passage(tmp_path):
     prompt = load_prompt("queries_inpars")
     calls = {docid: Call.of("m", prompt.render(passage=text, k="2"), Sampling()) for docid, (_, text) in PASSAGES.items()}
     from generators.queries import PlannedPassage
@@ -38,7 +53,7 @@ def test_round_trip_keeps_queries_that_find_their_passage():
                                                                  "<query>nephron urine filtering</query>"),
                calls["p2"].key: Completion(status="ok", content="no tags")}
     rows = query_rows(planned, answers, prompt, "openai", limit=2)
-    round_trip(rows, PASSAGES, CandidateConfig(method="bm25", k=1))
+    round_trip(rows, bm25_over(PASSAGES, tmp_path), k=1)
     by_query = {row["query"]: row for row in rows}
     assert by_query["pancreas beta cells hormone"]["reason"] is None
     assert by_query["pancreas beta cells hormone"]["round_trip_rank"] == 1

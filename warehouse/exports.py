@@ -19,16 +19,19 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Iterable
 
 from warehouse.audit import load_passage_texts
 from warehouse.cards import write_card
 from warehouse.db import Warehouse
 from warehouse.errors import InputError, SynthrankError
 from warehouse.formats import Written, find_exporter, known_formats
+from warehouse.formats.registry import is_plain_parquet, write_parquet_batches
 from warehouse.names import check_folder, check_name
 from warehouse.testhooks import kill_point
 from warehouse.tokens import EMBEDDED, prompt_token_stats
-from warehouse.versions import list_versions, load_rows, resolve_version, verify_version, version_info
+from warehouse.versions import (list_versions, load_rows, resolve_version, row_batches, verify_version,
+                                version_info)
 
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "versions.json"
@@ -61,7 +64,28 @@ def export_version(warehouse: Warehouse, dataset: str, version: int | None, kind
     verify_version(warehouse, dataset, version)
     settings = format_options(export, kind, fmt, options or {}, info["spec"])
     manifest = _folder_manifest(out_dir, info)
-    rows = load_rows(warehouse, dataset, version, kind)
+    if is_plain_parquet(export):  # every field, so it streams: one batch of rows in memory at a time
+        batches = lambda: row_batches(warehouse, dataset, version, kind)  # noqa: E731
+        paths, report = [write_parquet_batches(batches, out_dir / f"{kind}.parquet", kind)], {}
+        summary = lineage_summary(row for rows in row_batches(warehouse, dataset, version, kind, lineage_only=True)
+                                  for row in rows)
+    else:
+        rows = load_rows(warehouse, dataset, version, kind)
+        paths, report = _written(export, rows, warehouse, out_dir, kind, fmt, settings, tokenizer)
+        summary = lineage_summary(rows)
+    _record_export(manifest, out_dir, kind, fmt, summary, paths, report)
+    if audit_headline is not None:
+        manifest["audit_headline"] = audit_headline
+    card = write_card(out_dir, manifest)
+    manifest["files"] = dict(sorted({**manifest["files"], **_hash_files(out_dir, [card])}.items()))
+    _write_json(out_dir / MANIFEST_NAME, manifest)
+    return paths
+
+
+def _written(export, rows: list[dict], warehouse: Warehouse, out_dir: Path, kind: str, fmt: str,
+             settings: dict, tokenizer: str) -> tuple[list[Path], dict]:
+    """Run a format's exporter: the files it wrote and its report (options, prompt token
+    lengths, its own figures), with LLaMA-Factory's dataset_info.json where it applies."""
     if getattr(export, "needs_passages", False):
         rows = with_passages(warehouse, rows)
     written = export(rows, out_dir, kind, **settings)
@@ -73,13 +97,7 @@ def export_version(warehouse: Warehouse, dataset: str, version: int | None, kind
         report["prompt_tokens"] = prompt_token_stats([export.prompt(row) for row in rows], tokenizer)
     if getattr(export, "llamafactory", None) is not None:
         paths.append(register_llamafactory(out_dir, kind, fmt, export.llamafactory, paths[0]))
-    _record_export(manifest, out_dir, kind, fmt, rows, paths, report)
-    if audit_headline is not None:
-        manifest["audit_headline"] = audit_headline
-    card = write_card(out_dir, manifest)
-    manifest["files"] = dict(sorted({**manifest["files"], **_hash_files(out_dir, [card])}.items()))
-    _write_json(out_dir / MANIFEST_NAME, manifest)
-    return paths
+    return paths, report
 
 
 def format_options(export, kind: str, fmt: str, given: dict, spec: dict) -> dict:
@@ -136,7 +154,7 @@ def _folder_manifest(out_dir: Path, info: dict) -> dict:
     return existing
 
 
-def _record_export(manifest: dict, out_dir: Path, kind: str, fmt: str, rows: list[dict],
+def _record_export(manifest: dict, out_dir: Path, kind: str, fmt: str, summary: dict,
                    paths: list[Path], report: dict) -> None:
     replaced = [e for e in manifest["exports"] if (e["kind"], e["format"]) == (kind, fmt)]
     for entry in replaced:
@@ -144,11 +162,11 @@ def _record_export(manifest: dict, out_dir: Path, kind: str, fmt: str, rows: lis
             manifest["files"].pop(name, None)
     files = _hash_files(out_dir, paths)
     exports = [e for e in manifest["exports"] if e not in replaced]
-    exports.append({"kind": kind, "format": fmt, "rows": len(rows), "files": sorted(files), **report})
+    exports.append({"kind": kind, "format": fmt, "rows": summary["rows"], "files": sorted(files), **report})
     manifest["exports"] = sorted(exports, key=lambda e: (e["kind"], e["format"]))
     manifest["formats"] = sorted({e["format"] for e in exports})
     manifest["files"] = dict(sorted({**manifest["files"], **files}.items()))
-    manifest["lineage"] = dict(sorted({**manifest["lineage"], kind: lineage_summary(rows)}.items()))
+    manifest["lineage"] = dict(sorted({**manifest["lineage"], kind: summary}.items()))
 
 
 def _hash_files(out_dir: Path, paths: list[Path]) -> dict[str, dict]:
@@ -170,21 +188,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def lineage_summary(rows: list[dict]) -> dict:
-    """How a kind's rows were made: snapshots, teachers, prompts, sampling, calls, filter flags."""
-    teachers = Counter((r.get("teacher_backend"), r.get("teacher_model")) for r in rows if r.get("teacher_model"))
-    prompts = Counter(f"{r['prompt_name']}@{r.get('prompt_version')}" for r in rows if r.get("prompt_name"))
-    sampling = Counter(json.dumps(r["sampling"], sort_keys=True) for r in rows if r.get("sampling"))
-    flags = Counter(f"{label}:{verdict['reason']}" for r in rows
-                    for label, verdict in (r.get("filter_verdicts") or {}).items()
-                    if isinstance(verdict, dict) and verdict.get("reason"))
+def lineage_summary(rows: Iterable[dict]) -> dict:
+    """How a kind's rows were made: snapshots, teachers, prompts, sampling, calls, filter flags
+    (one pass over ``rows``, which may be a stream)."""
+    count, calls, snapshots = 0, 0, set()
+    teachers, prompts, sampling, flags = Counter(), Counter(), Counter(), Counter()
+    for r in rows:
+        count += 1
+        calls += len(r.get("call_keys") or [])
+        if r.get("snapshot_id"):
+            snapshots.add(r["snapshot_id"])
+        if r.get("teacher_model"):
+            teachers[(r.get("teacher_backend"), r.get("teacher_model"))] += 1
+        if r.get("prompt_name"):
+            prompts[f"{r['prompt_name']}@{r.get('prompt_version')}"] += 1
+        if r.get("sampling"):
+            sampling[json.dumps(r["sampling"], sort_keys=True)] += 1
+        flags.update(f"{label}:{verdict['reason']}" for label, verdict in (r.get("filter_verdicts") or {}).items()
+                     if isinstance(verdict, dict) and verdict.get("reason"))
     return {
-        "rows": len(rows),
-        "snapshot_ids": sorted({r["snapshot_id"] for r in rows if r.get("snapshot_id")}),
+        "rows": count,
+        "snapshot_ids": sorted(snapshots),
         "teachers": [{"backend": b, "model": m, "rows": n} for (b, m), n in sorted(teachers.items(), key=str)],
         "prompts": dict(sorted(prompts.items())),
         "sampling": [{"params": json.loads(s), "rows": n} for s, n in sorted(sampling.items())],
-        "teacher_calls": sum(len(r.get("call_keys") or []) for r in rows),
+        "teacher_calls": calls,
         "filter_flags": dict(sorted(flags.items())),
     }
 

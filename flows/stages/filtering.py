@@ -88,21 +88,68 @@ def stage_rows(spec: BuildSpec, warehouse: Warehouse, version: int, kind: str, s
 
     Returns the counts a ``StageResult`` reports: attempted, accepted, rejections, filters.
     """
-    result = run_chain(filter_chain(spec, warehouse, kind, snapshot_ids), accepted)
-    for row, verdicts in zip(result.kept, result.verdicts):
-        row["filter_verdicts"] = {label: {"keep": v.keep, "reason": v.reason, "score": v.score}
-                                  for label, v in verdicts.items()}
-    filtered = [(r.row, r.filter, r.reason, r.score) for r in result.rejected]
-    staged = result.kept + (extra_rows(result.kept) if extra_rows else [])
-    add_rows(warehouse, spec.dataset, version, kind, staged)
-    add_rejections(warehouse, spec.dataset, version, kind, rejected + filtered)
-    return {
-        "attempted": len(accepted) + len(rejected),
-        "accepted": len(staged),
-        "rejections": dict(Counter(f"{stage}:{_reason_class(reason)}"
-                                   for _, stage, reason, _ in rejected + filtered)),
-        "filters": result.steps,
-    }
+    stager = RowStager(spec, warehouse, version, kind, snapshot_ids, extra_rows)
+    stager.add(accepted, rejected)
+    return stager.result()
+
+
+class RowStager:
+    """Stages a stage's rows chunk by chunk: ``add`` each chunk, then ``result``.
+
+    Each chunk is filtered and staged as it comes, so a stage's memory follows its chunk,
+    not its number of queries: every filter judges a row alone or with the other samples
+    of its list, which a chunk of whole lists holds. A chain with a filter that compares a
+    row with every other row (dedup) keeps the rows until ``result`` and filters them
+    together, as a single ``stage_rows`` call does. ``extra_rows`` makes more rows from the
+    kept rows of a chunk (consensus rows: one per list, whose samples a chunk holds whole).
+    """
+
+    def __init__(self, spec: BuildSpec, warehouse: Warehouse, version: int, kind: str, snapshot_ids: list[str],
+                 extra_rows: Callable[[list[dict]], list[dict]] | None = None):
+        self.spec, self.warehouse, self.version, self.kind = spec, warehouse, version, kind
+        self.extra_rows = extra_rows
+        self.chain = filter_chain(spec, warehouse, kind, snapshot_ids)
+        self.whole_set = any(f.name in DEDUP_FILTERS for f in self.chain)
+        self.accepted: list[dict] = []
+        self.rejected: list[tuple[dict, str, str, float | None]] = []
+        self.totals = {"attempted": 0, "accepted": 0, "rejections": Counter(), "filters": None}
+
+    def add(self, accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> None:
+        self.accepted += accepted
+        self.rejected += rejected
+        if not self.whole_set:
+            self._stage()
+
+    def result(self) -> dict:
+        """Counts over every chunk: attempted, accepted, rejections, filters (per step)."""
+        if self.accepted or self.rejected or self.totals["filters"] is None:
+            self._stage()
+        return {**self.totals, "rejections": dict(self.totals["rejections"])}
+
+    def _stage(self) -> None:
+        result = run_chain(self.chain, self.accepted)
+        for row, verdicts in zip(result.kept, result.verdicts):
+            row["filter_verdicts"] = {label: {"keep": v.keep, "reason": v.reason, "score": v.score}
+                                      for label, v in verdicts.items()}
+        filtered = [(r.row, r.filter, r.reason, r.score) for r in result.rejected]
+        staged = result.kept + (self.extra_rows(result.kept) if self.extra_rows else [])
+        add_rows(self.warehouse, self.spec.dataset, self.version, self.kind, staged)
+        add_rejections(self.warehouse, self.spec.dataset, self.version, self.kind, self.rejected + filtered)
+        totals = self.totals
+        totals["attempted"] += len(self.accepted) + len(self.rejected)
+        totals["accepted"] += len(staged)
+        totals["rejections"].update(f"{stage}:{_reason_class(reason)}"
+                                    for _, stage, reason, _ in self.rejected + filtered)
+        totals["filters"] = _add_steps(totals["filters"], result.steps)
+        self.accepted, self.rejected = [], []
+
+
+def _add_steps(total: list[dict] | None, steps: list[dict]) -> list[dict]:
+    """Per-step counts of two chunks added up (the steps are the same chain's)."""
+    if total is None:
+        return steps
+    counts = ("seen", "kept", "rejected", "flagged")
+    return [{**a, **{name: a[name] + b[name] for name in counts}} for a, b in zip(total, steps)]
 
 
 def _reason_class(reason: str) -> str:

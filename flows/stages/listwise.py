@@ -8,52 +8,62 @@ from collections import Counter
 from typing import Iterator
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, stage_backend, warehouse_cursor
-from flows.stages.filtering import stage_rows
+from flows.stages.filtering import RowStager
 from generators.candidates import CandidateList, candidate_lists
 from filters.consistency import consensus_rows
 from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_with_top_up, short_lists
 from generators.pointwise import attach_positives, positives_by_query
-from generators.teachers import TeacherRunner
+from generators.teachers import TeacherRunner, TeacherStats
 from prompts import load_prompt
 from warehouse.calls import CallStore
+from warehouse.candidates import candidate_passages
 from warehouse.db import Warehouse
-from warehouse.snapshots import find_snapshot, load_passages
+from warehouse.snapshots import find_snapshot
 from warehouse.versions import load_rows
 
 
-def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str]
+# Candidate lists the listwise stage plans, ranks and stages at a time: its memory follows
+# this, not the number of queries (the samples of a list always stay in one chunk).
+LIST_CHUNK = 2000
+
+
+def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str], chunk: int | None = None
                    ) -> Iterator[tuple[list[CandidateList], dict[str, tuple[str, str]]]]:
-    """Per source: the candidate lists of its selected queries (its own candidate settings)
-    and its passages."""
+    """Per source, in chunks of ``chunk`` lists (default: one chunk a source): the candidate
+    lists of its selected queries (its own candidate settings) and the passages they hold."""
     counts, _ = spec.query_counts(warehouse, snapshot_ids)
     for source, snapshot_id, count in zip(spec.sources, snapshot_ids, counts):
         snapshot = find_snapshot(warehouse, snapshot_id)
         lists = candidate_lists(warehouse, snapshot, spec.candidates_for(source), count, spec.seed)
-        yield lists, load_passages(warehouse, snapshot_id)
+        size = chunk or max(len(lists), 1)
+        for start in range(0, len(lists), size):
+            part = lists[start:start + size]
+            yield part, candidate_passages(warehouse, snapshot_id, (d for c in part for d in c.docids))
 
 
-@task(name="listwise")
+@task(name="listwise", cache_policy=NO_CACHE)  # it stages rows: never skipped for a cached result
 def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> StageResult:
     """Rank every selected candidate list; stage accepted rows and rejections with reasons."""
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
     prompt = load_prompt(spec.listwise.prompt)
     backend = stage_backend(spec)
-    planned = [sample for lists, passages in selected_lists(spec, warehouse, snapshot_ids)
-               for sample in plan_samples(lists, passages, prompt, spec.listwise, backend.model,
-                                          spec.sampling, spec.seed)]
-    rankings, stats = rank_with_top_up(planned, TeacherRunner(backend, CallStore(warehouse)), spec.listwise,
-                                       spec.seed, "listwise")
+    runner, stats = TeacherRunner(backend, CallStore(warehouse)), TeacherStats()
     positives = positives_by_query(load_rows(warehouse, spec.dataset, version, "pointwise"))
-    rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
-    accepted, rejected = apply_short_list_policy(rows, short_lists(rankings, spec.listwise.samples), spec.listwise)
+    stager = RowStager(spec, warehouse, version, "listwise", snapshot_ids, consensus_maker(spec.listwise))
+    for lists, passages in selected_lists(spec, warehouse, snapshot_ids, LIST_CHUNK):
+        planned = plan_samples(lists, passages, prompt, spec.listwise, backend.model, spec.sampling, spec.seed)
+        rankings, chunk_stats = rank_with_top_up(planned, runner, spec.listwise, spec.seed, "listwise")
+        stats.add(chunk_stats)
+        rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
+        stager.add(*apply_short_list_policy(rows, short_lists(rankings, spec.listwise.samples), spec.listwise))
     return StageResult(
         kind="listwise",
-        **stage_rows(spec, warehouse, version, "listwise", snapshot_ids, accepted, rejected,
-                     extra_rows=consensus_maker(spec.listwise)),
+        **stager.result(),
         teachers=[{"backend": backend.name, "model": backend.model, **stats.as_dict()}],
         prompts={prompt.name: prompt.version},
     )

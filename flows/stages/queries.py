@@ -19,7 +19,7 @@ from filters.base import build_chain, run_chain
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import filter_chain
-from generators.candidates import retrieval_inputs
+from generators.candidates import ensure_indexes, rank_candidates
 from generators.queries import plan_queries, query_rows, round_trip
 from generators.teachers import TeacherRunner
 from prompts import load_prompt
@@ -56,8 +56,8 @@ def synthesize_queries(spec_path: str, snapshot_ids: list[str]) -> Synthesized:
     new_ids, accepted, rejected, steps = list(snapshot_ids), [], [], []
     for index, snapshot in chosen:
         rows = query_rows(planned[index], answers, prompt, backend.name, config.per_passage)
-        passages, _, docids, vectors = retrieval_inputs(warehouse, snapshot.snapshot_id, config.round_trip)
-        round_trip(rows, passages, config.round_trip, docids, vectors)
+        indexes = ensure_indexes(warehouse, snapshot.snapshot_id, config.round_trip)
+        round_trip(rows, lambda queries: rank_candidates(indexes, queries, config.round_trip), config.round_trip.k)
         result = run_chain(_chain(spec, warehouse, snapshot_ids), [row for row in rows if row["reason"] is None])
         rejected += [(row, "round_trip" if row["reason"] == "round_trip" else "validate", row["reason"], None)
                      for row in rows if row["reason"] is not None]

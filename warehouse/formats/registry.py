@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 Exporter = Callable[..., "list[Path] | Written"]
 EXPORTERS: dict[tuple[str, str], Exporter] = {}
+_PLAIN_PARQUET: set[Exporter] = set()  # exporters that write every row field as <kind>.parquet
 
 
 class Written(NamedTuple):
@@ -161,6 +162,67 @@ def write_parquet(rows: list[dict] | pa.Table, path: Path, kind: str | None = No
     return path
 
 
+def write_parquet_batches(batches: Callable[[], Iterable[list[dict]]], path: Path, kind: str | None = None) -> Path:
+    """Rows as a zstd Parquet file written one row group per batch, holding one batch in
+    memory at a time: ``batches()`` gives the same batches each call. A first pass types
+    every column over all batches (as ``arrow_table`` types it over all rows: a field with
+    no common Arrow type in any batch is JSON text everywhere); the second writes. The
+    same rows in the same batches give the same bytes; one batch gives ``write_parquet``'s."""
+    names, types = _column_types(batches(), kind)
+    schema = pa.schema([(name, types[name] or pa.string()) for name in names])
+    options = {k: v for k, v in _PARQUET_OPTIONS.items() if k != "row_group_size"}
+    with _replacing(path) as partial, pq.ParquetWriter(partial, schema, **options) as writer:
+        for rows in batches():
+            writer.write_table(pa.table({name: _typed_column([_field(row, name) for row in rows], types[name])
+                                         for name in names}, schema=schema), row_group_size=max(len(rows), 1))
+    return path
+
+
+def _column_types(batches: Iterable[list[dict]], kind: str | None) -> tuple[list[str], dict[str, pa.DataType | None]]:
+    """Field names in first-seen order and each one's Arrow type over every batch (None: JSON
+    text), typed as ``arrow_table`` types them over all rows: declared types first, and a
+    field null in every row of a batch takes its type from the other batches."""
+    declared = {"filter_verdicts": VERDICTS_TYPE, **FIELD_TYPES.get(kind or "", {})}
+    seen: dict[str, list[pa.DataType | None]] = {}
+    for rows in batches:
+        for name in dict.fromkeys(name for row in rows for name in row):
+            seen.setdefault(name, [])
+        for name, found in seen.items():
+            if name not in declared:
+                found.append(_raw_type([_field(row, name) for row in rows]))
+    return list(seen), {name: declared.get(name) or _settled_type(found) for name, found in seen.items()}
+
+
+def _raw_type(values: list) -> pa.DataType | None:
+    """The Arrow type of one batch's values, nulls kept (None: JSON text)."""
+    try:
+        arrow_type = pa.array(values).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return None if _has_empty_struct(arrow_type) else arrow_type
+
+
+def _settled_type(found: list[pa.DataType | None]) -> pa.DataType | None:
+    common = _common_type(found)
+    return _without_null(common) if common is not None and _has_null(common) else common
+
+
+def _common_type(found: list[pa.DataType | None]) -> pa.DataType | None:
+    if any(t is None for t in found):
+        return None
+    try:
+        return pa.unify_schemas([pa.schema([("c", t)]) for t in found], promote_options="permissive").field("c").type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
+        return None
+
+
+def _typed_column(values: list, arrow_type: pa.DataType | None) -> pa.Array:
+    if arrow_type is None:
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
+                         for v in values], pa.string())
+    return pa.array(values, arrow_type)
+
+
 def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
     """One JSON object a line, keys sorted, UTF-8, ``\\n`` line ends."""
     with _replacing(path) as partial, partial.open("w", encoding="utf-8", newline="\n") as sink:
@@ -230,7 +292,14 @@ def parquet_exporter(kind: str) -> Exporter:
     @exporter(kind, "parquet")
     def export(rows: list[dict], out_dir: Path, kind_name: str) -> list[Path]:
         return [write_parquet(rows, out_dir / f"{kind_name}.parquet", kind_name)]
+    _PLAIN_PARQUET.add(export)
     return export
+
+
+def is_plain_parquet(export: Exporter) -> bool:
+    """Whether ``export`` writes every row field as ``<kind>.parquet`` (so an exporter may
+    stream the rows through ``write_parquet_batches`` instead of calling it)."""
+    return export in _PLAIN_PARQUET
 
 
 def _generic_parquet(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
@@ -246,3 +315,4 @@ def _generic_hf(rows: list[dict], out_dir: Path, kind: str) -> list[Path]:
 
 
 _GENERIC: dict[str, Exporter] = {"parquet": _generic_parquet, "jsonl": _generic_jsonl, "hf": _generic_hf}
+_PLAIN_PARQUET.add(_generic_parquet)

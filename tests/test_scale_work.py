@@ -1,0 +1,135 @@
+"""Work that follows what is asked: saved indexes, lists only for selected queries, chunked
+listwise staging, exports streamed in row groups."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from generators.candidates import (CandidateConfig, _top_indices, bm25_index_name, ensure_candidates, passage_text,
+                                   selected_queries)
+from warehouse.candidates import load_candidates, stored_qids
+from warehouse.db import Warehouse
+from warehouse.formats.registry import write_parquet, write_parquet_batches
+from warehouse.indexes import META_NAME, index_dir
+from warehouse.snapshots import ingest, load_passages, load_queries
+from warehouse.versions import version_info
+
+
+def one_pass_bm25(passages: dict, queries: dict[str, str], k: int) -> dict[str, list[str]]:
+    """The lists of a BM25 index built from the whole corpus in one bm25s call, as builds
+    made them before indexes were saved."""
+    import bm25s
+
+    docids = list(passages)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([passage_text(*passages[d]) for d in docids], stopwords="en",
+                                   show_progress=False), show_progress=False)
+    qids = list(queries)
+    indices, _ = retriever.retrieve(bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False),
+                                    k=k, show_progress=False, n_threads=1)
+    return {qid: [docids[int(i)] for i in indices[row]] for row, qid in enumerate(qids)}
+
+
+def test_bm25_lists_come_only_for_the_asked_queries_from_an_index_built_once(tmp_path, shared_data):
+    config = CandidateConfig(method="bm25", k=10)
+    with Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        snapshot, _ = ingest(wh, str(shared_data / "cisi"), "cisi", "library-science")
+        sid = snapshot.snapshot_id
+        first = selected_queries(wh, sid, 5, seed=0)
+        assert ensure_candidates(wh, sid, config, first) == 5
+        assert stored_qids(wh, sid, config.retriever_id()) == set(first)  # not the other 71 queries
+
+        meta = index_dir(wh.path, sid, bm25_index_name("en")) / META_NAME
+        built_at = meta.stat().st_mtime_ns
+        more = selected_queries(wh, sid, 12, seed=1)
+        new = [q for q in more if q not in first]
+        assert ensure_candidates(wh, sid, config, more) == len(new)  # stored lists are reused
+        assert meta.stat().st_mtime_ns == built_at  # the saved index was loaded, not rebuilt
+        assert ensure_candidates(wh, sid, config, more) == 0
+
+        asked = sorted(set(first) | set(more))
+        stored = load_candidates(wh, sid, config.retriever_id(), asked)
+        queries = {qid: text for qid, (text, _) in load_queries(wh, sid).items() if qid in stored}
+        expected = one_pass_bm25(load_passages(wh, sid), queries, 10)
+    assert {qid: [d for d, _ in ranked] for qid, ranked in stored.items()} == expected
+
+
+def test_top_indices_keep_a_stable_sort_order_among_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=200).astype(np.float32)  # many ties, at the cut too
+    for top in (1, 7, 50, 200, 300):
+        assert _top_indices(scores, top).tolist() == np.argsort(-scores, kind="stable")[:top].tolist()
+
+
+def rows_with_shifting_types() -> list[dict]:
+    """Rows whose fields type differently from batch to batch: a null column that later
+    holds text, a field that is text in one batch and a mapping in another, verdict maps
+    with different keys, a field that appears only late."""
+    rows = []
+    for i in range(10):
+        rows.append({
+            "row_id": f"r{i:02d}", "reasoning": None if i < 4 else f"why {i}",
+            "answer": "plain" if i < 4 else {"ranked": [i, i + 1]},
+            "filter_verdicts": {f"f{i % 3}": {"keep": True, "reason": None, "score": float(i)}},
+            "windows": [{"start": 0, "presented": [f"d{i}"]}],
+            **({"late": i} if i >= 8 else {}),
+        })
+    return rows
+
+
+def test_parquet_in_batches_holds_the_same_rows_as_one_table(tmp_path):
+    rows = rows_with_shifting_types()
+    whole = pq.read_table(write_parquet(rows, tmp_path / "whole.parquet")).to_pylist()
+    path = write_parquet_batches(lambda: (rows[i:i + 4] for i in range(0, len(rows), 4)), tmp_path / "b.parquet")
+    file = pq.ParquetFile(path)
+    assert file.metadata.num_row_groups == 3
+    batched = file.read().to_pylist()
+    assert [r["row_id"] for r in batched] == [r["row_id"] for r in rows]
+    assert batched[0]["answer"] == json.dumps("plain") and json.loads(batched[5]["answer"]) == {"ranked": [5, 6]}
+    assert whole[5]["answer"] == batched[5]["answer"]  # text in one batch, mapping in another: JSON everywhere
+    assert [r["reasoning"] for r in batched] == [r["reasoning"] for r in whole]
+    assert [r["late"] for r in batched] == [None] * 8 + [8, 9]
+    assert [r["windows"] for r in batched] == [r["windows"] for r in whole]
+    for got, row in zip(batched, rows):
+        verdicts = {k: v for k, v in got["filter_verdicts"].items() if v is not None}
+        assert verdicts == row["filter_verdicts"]
+    again = write_parquet_batches(lambda: (rows[i:i + 4] for i in range(0, len(rows), 4)), tmp_path / "c.parquet")
+    assert again.read_bytes() == path.read_bytes()
+    one = write_parquet_batches(lambda: iter([rows]), tmp_path / "one.parquet")
+    assert one.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
+@pytest.mark.slow
+def test_listwise_rows_staged_in_chunks_equal_rows_staged_at_once(tmp_path, shared_data, prefect_harness, serve,
+                                                                   monkeypatch):
+    import flows.stages.listwise as listwise_stage
+    from flows.build import run_build
+
+    teacher = serve(mode="score")
+    fingerprints, summaries = {}, {}
+    for chunk in (2, 1000):  # five lists of two samples: three chunks, then one
+        monkeypatch.setattr(listwise_stage, "LIST_CHUNK", chunk)
+        spec = tmp_path / f"chunk-{chunk}.yaml"
+        spec.write_text(yaml.safe_dump({
+            "dataset": f"cisi-chunk-{chunk}", "output": str(tmp_path / "out"),
+            "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"),
+                         "queries": 5}],
+            "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
+            "filters": {"listwise": [{"name": "consistency_agreement", "min_tau": -1.0}]},
+            "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
+        }))
+        summary = summaries[chunk] = run_build(str(spec))
+        with Warehouse.open(summary["warehouse"], read_only=True) as wh:
+            fingerprints[chunk] = version_info(wh, summary["dataset"], summary["version"])["manifest"]["content"]
+            assert len(stored_qids(wh, summary["snapshot_ids"][0], "bm25:k=4:stopwords=en")) == 5  # of 76
+    small, large = summaries[2], summaries[1000]
+    assert small["counts"] == large["counts"] == {"listwise": 10}
+    assert fingerprints[2] == fingerprints[1000]  # the same rows, data and lineage
+    assert small["filters"] == large["filters"]  # per-step counts added up over the chunks
+    assert small["teachers"][0]["calls_made"] == 10
+    assert large["teachers"][0]["calls_made"] == 0  # the second build reused every answer
