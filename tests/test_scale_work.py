@@ -95,9 +95,10 @@ def test_parquet_in_batches_holds_the_same_rows_as_one_table(tmp_path):
     assert [r["reasoning"] for r in batched] == [r["reasoning"] for r in whole]
     assert [r["late"] for r in batched] == [None] * 8 + [8, 9]
     assert [r["windows"] for r in batched] == [r["windows"] for r in whole]
-    for got, row in zip(batched, rows):
-        verdicts = {k: v for k, v in got["filter_verdicts"].items() if v is not None}
-        assert verdicts == row["filter_verdicts"]
+    assert [r["filter_verdicts"] for r in batched] == [r["filter_verdicts"] for r in whole]
+    for got, row in zip(batched, rows):  # verdicts are a list of {filter, keep, reason, score}
+        assert {v["filter"]: {k: v[k] for k in ("keep", "reason", "score")} for v in got["filter_verdicts"]} == \
+            row["filter_verdicts"]
     again = write_parquet_batches(lambda: (rows[i:i + 4] for i in range(0, len(rows), 4)), tmp_path / "c.parquet")
     assert again.read_bytes() == path.read_bytes()
     one = write_parquet_batches(lambda: iter([rows]), tmp_path / "one.parquet")
