@@ -69,8 +69,9 @@ def main() -> None:
     parser.add_argument("--python", action="append", required=True, help="interpreter with a llama-cpp-python build")
     parser.add_argument("--warehouse", default="out/demo/synthrank.duckdb")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N demo requests")
     args = parser.parse_args()
-    requests = demo_requests(Path(args.warehouse))
+    requests = demo_requests(Path(args.warehouse))[:args.limit]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(requests, handle)
     results = [(python, measure(python, Path(handle.name), args.repeats)) for python in args.python]

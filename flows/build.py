@@ -179,7 +179,7 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
                 return outcome_state({**manifest, **base, "outcome": "unchanged", "version": latest["version"]})
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
-            logger.error("build %s v%d failed: %s: %s", spec.dataset, version, type(exc).__name__, exc)
+            logger.error("build %s v%d failed: %s: %s", spec.dataset, version, type(exc).__name__, exc, exc_info=exc)
             fail_version(warehouse, spec.dataset, version, f"{type(exc).__name__}: {exc}")
             record_run(warehouse, spec.dataset, started_at, "failed", version, inputs, repr(exc)[:500])
             raise

@@ -303,7 +303,9 @@ def test_builds_that_fail_print_one_line_and_leave_nothing(prefect_harness, tmp_
                                                   "timeout_s": 2})
     result = synthrank_process("build", str(down), env=env, cwd=tmp_path)
     assert result.code == 2 and "Traceback" not in result.out + result.err, result.err
-    [line] = result.err.strip().splitlines()
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    line = lines[0]
     assert line.startswith("error: 4 of 4 teacher calls failed") and "nothing was published" in line
     with Warehouse.open(tmp_path / "down" / "out" / "synthrank.duckdb", read_only=True) as wh:
         assert [v["status"] for v in list_versions(wh, "teachers")] == ["failed"]

@@ -17,7 +17,7 @@ import yaml
 
 from generators.supervised import children_of, describe_exit, stop_all
 from generators.teachers import Call, Sampling
-from generators.teachers.embedded import EmbeddedBackend
+from generators.teachers.embedded import EmbeddedBackend, embedded_model_path
 from generators.teachers.llama_build import compiled_features, portability_problems
 from tests.conftest import REPO
 from warehouse.db import Warehouse
@@ -49,9 +49,10 @@ def test_the_model_runs_in_a_guarded_child_not_in_this_process():
     backend = EmbeddedBackend(n_ctx=512)
     [completion] = answer_all(backend, calls(1))
     assert completion.ok and completion.completion_tokens > 0
-    assert children_of(os.getpid()), "the model server is a guarded child of this process"
-    maps = Path("/proc/self/maps").read_text()
-    assert "libllama" not in maps, "llama.cpp must not be loaded into the build process"
+    [server] = children_of(os.getpid())
+    model = str(embedded_model_path())
+    assert model in Path(f"/proc/{server}/maps").read_text(), "the guarded child holds the model"
+    assert model not in Path("/proc/self/maps").read_text(), "the model must not load into this process"
 
 
 def test_a_segfault_fails_the_call_in_flight_and_the_server_is_restarted(monkeypatch):

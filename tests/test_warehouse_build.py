@@ -59,7 +59,7 @@ def test_build_records_manifest_lineage_and_published_exports(prefect_harness, t
     assert call["status"] == "ok" and call["content"] and "<answer>" in call["content"]
 
     dataset_dir = tmp_path / "out" / "wh-demo"
-    assert summary["outputs"] == [str(dataset_dir / "v1" / "listwise.parquet")]
+    assert summary["outputs"] == [str(dataset_dir / "v1" / name) for name in ("listwise.parquet", "README.md")]
     assert verify_export(dataset_dir / "v1") == []
     exported = read_manifest(dataset_dir / "v1")
     assert exported["build"]["content"] == manifest["content"]

@@ -114,7 +114,7 @@ def test_published_exports_are_what_readers_fall_back_to(warehouse_path, tmp_pat
     with Warehouse.open(warehouse_path) as wh:
         paths = [publish_exports(wh, "ds", v, ["listwise"], out / "ds") for v in (1, 2)]
         rows = {v: load_rows(wh, "ds", v, "listwise") for v in (1, 2)}
-    assert paths == [[out / "ds" / f"v{v}" / name for name in ("README.md", "listwise.parquet")] for v in (1, 2)]
+    assert paths == [[out / "ds" / f"v{v}" / name for name in ("listwise.parquet", "README.md")] for v in (1, 2)]
     assert sorted(p.name for p in (out / "ds").iterdir()) == ["v1", "v2", INDEX_NAME]  # nothing partial left
     index = json.loads((out / "ds" / INDEX_NAME).read_text())
     assert [(v["version"], v["parent_version"], v["manifest"]["counts"]) for v in index["versions"]] == \

@@ -306,8 +306,9 @@ def _export_into_place(warehouse: Warehouse, dataset: str, version: int, kinds: 
 
 
 def export_files(folder: Path) -> list[Path]:
-    """The files an export folder's manifest lists, as paths."""
-    return [Path(folder) / name for name in read_manifest(folder)["files"]]
+    """The files an export folder's manifest lists, as paths: the data first, then the card."""
+    names = read_manifest(folder)["files"]
+    return [Path(folder) / name for name in sorted(names, key=lambda name: (name == "README.md", name))]
 
 
 def write_versions_index(warehouse: Warehouse, dataset: str, dataset_dir: Path) -> Path:
