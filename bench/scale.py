@@ -110,15 +110,20 @@ def python(*args: str) -> list[str]:
 
 
 def duckdb_read_json(folder: Path) -> float:
-    """Seconds DuckDB takes to read the corpus and queries with read_json into a table."""
+    """Seconds DuckDB takes to read the corpus and queries with read_json into a table, with
+    the memory limit synthrank's warehouse connections use."""
     import duckdb
 
-    con = duckdb.connect()
+    from warehouse.db import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV
+
+    con = duckdb.connect(str(folder.parent / "read_json.duckdb"))
+    con.execute("SET memory_limit = ?", [os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT])
     started = time.perf_counter()
     for name in ("corpus", "queries"):
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_json('{folder / (name + '.jsonl')}')")
     seconds = time.perf_counter() - started
     con.close()
+    (folder.parent / "read_json.duckdb").unlink()
     return seconds
 
 
@@ -158,10 +163,11 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("prefect server did not become healthy in 180 s")
 
 
-def write_spec(work: Path, asks: int, base_url: str, k: int) -> Path:
+def write_spec(work: Path, asks: int, base_url: str, k: int, runner: dict | None = None) -> Path:
     spec = work / f"scale-{asks}.yaml"
     spec.write_text(json.dumps({
         "dataset": f"scale-{asks}", "output": "out", "warehouse": "scale.duckdb",
+        "runner": runner or {"kind": "threads"},
         "sources": [{"name": "scale", "domain": "synthetic", "queries": asks}],
         "candidates": {"method": "bm25", "k": k},
         "listwise": {"window": k, "samples": 1},
@@ -176,6 +182,8 @@ _BUILD = """
 import json, sys
 from flows.cli import _prepare_prefect
 _prepare_prefect()
+from flows.prefect_server import start_server_early
+start_server_early()  # as `synthrank build` does
 from flows.build import run_build
 summary = run_build(sys.argv[1])
 print("SUMMARY=" + json.dumps({"wall_seconds": summary["wall_seconds"], "timings": summary["timings"],
@@ -198,6 +206,27 @@ def build(spec: Path, env: dict | None = None) -> dict:
             "rows": summary["counts"].get("listwise", 0)}
 
 
+def copy_warehouse(work: Path, into: Path) -> None:
+    """The warehouse file and its saved indexes, copied to ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(work / "scale.duckdb", into / "scale.duckdb")
+    shutil.copytree(work / "scale.duckdb.indexes", into / "scale.duckdb.indexes")
+
+
+def dask_build(work: Path, asks: int, base_url: str, k: int) -> dict:
+    """The same build on a local Dask cluster of 2 worker processes."""
+    return build(write_spec(work, asks, base_url, k, {"kind": "dask", "n_workers": 2}))
+
+
+def content(work: Path, asks: int) -> dict:
+    """The row fingerprints (per kind) of the dataset's first version in ``work``'s warehouse."""
+    from warehouse.db import Warehouse
+    from warehouse.versions import version_info
+
+    with Warehouse.open(work / "scale.duckdb", read_only=True) as wh:
+        return version_info(wh, f"scale-{asks}", 1)["manifest"]["content"]
+
+
 def folder_mib(path: Path) -> float:
     files = [path] if path.is_file() else list(path.rglob("*"))
     return sum(f.stat().st_size for f in files if f.is_file()) / MIB
@@ -213,6 +242,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20, help="candidates per query = the listwise window")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="folder to work in (default: a temporary one)")
+    parser.add_argument("--dask", action="store_true",
+                        help="also run the largest build on a local Dask cluster of 2 workers, from a copy of the "
+                             "warehouse as that build found it, and compare the rows")
     parser.add_argument("--prefect-server", action="store_true",
                         help="also time each rerun against a running Prefect server (PREFECT_API_URL)")
     args = parser.parse_args()
@@ -247,6 +279,8 @@ def main() -> None:
             server, api_url = start_prefect_server(work / "prefect-home")
         for count in asks:
             spec = write_spec(work, count, base_url, args.k)
+            if args.dask and count == asks[-1]:
+                copy_warehouse(work, work / "dask")  # the state this build starts from
             first = build(spec)
             rerun = build(spec)
             row = {"asks": count, "first": first, "rerun": rerun, "warehouse_mib": folder_mib(warehouse),
@@ -255,6 +289,12 @@ def main() -> None:
                 row["rerun_api"] = build(spec, {"PREFECT_API_URL": api_url})
             rows.append(row)
             print(_row_line(row), flush=True)
+        if args.dask:
+            dask = dask_build(work / "dask", asks[-1], base_url, args.k)
+            same = content(work / "dask", asks[-1]) == content(work, asks[-1])
+            print(f"dask ({asks[-1]:,} queries, local cluster of 2 workers): {dask['wall']:.1f} s, {dask['cpu']:.1f} s "
+                  f"CPU, peak {dask['rss_mib']:.0f} MiB (flow process) | rows identical to the threads build: {same}",
+                  flush=True)
     finally:
         teacher.terminate()
         teacher.wait()

@@ -18,8 +18,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Hashable, Mapping, Sequence
 
-import ir_measures
-from scipy.stats import kendalltau
 
 Ranking = Sequence[Hashable]
 Judgment = Collection[str] | Mapping[str, int]
@@ -43,6 +41,8 @@ def evaluate_rankings(
     """
     if len(rankings) != len(judgments):
         raise ValueError(f"{len(rankings)} rankings but {len(judgments)} judgments")
+    import ir_measures  # imported here: a build that computes no metric does not pay for it
+
     parsed = [ir_measures.parse_measure(m) for m in measures]
     qrels, run = {}, {}
     for i, (ranking, judgment) in enumerate(zip(rankings, judgments)):
@@ -112,6 +112,8 @@ def kendall_tau(a: Ranking, b: Ranking) -> float:
     common = [item for item in a if item in position_in_b]
     if len(common) < 2:
         raise ValueError(f"Kendall tau needs at least 2 common items, got {len(common)}")
+    from scipy.stats import kendalltau  # imported here: scipy.stats costs ~1 s to import
+
     tau, _ = kendalltau(range(len(common)), [position_in_b[item] for item in common])
     return float(tau)
 

@@ -36,8 +36,8 @@ from warehouse.review import judgments_fingerprint
 from warehouse.runs import inputs_fingerprint, record_run
 from warehouse.snapshots import ingest, latest_snapshot, snapshot_record
 from warehouse.testhooks import kill_point
-from warehouse.versions import (begin_version, discard_version, fail_version, failed_calls, latest_published,
-                                publish_version, same_rows, spec_hash)
+from warehouse.versions import (begin_version, code_fingerprint, copy_rows, discard_version, fail_version, failed_calls,
+                                latest_published, publish_version, same_rows, spec_hash)
 
 # The stages a build can run, in the order it runs them.
 STAGES = {"pointwise": pointwise_stage, "listwise": listwise_stage, "negatives": negatives_stage,
@@ -66,6 +66,12 @@ def ingest_sources(spec_path: str) -> list[str]:
     return snapshot_ids
 
 
+# Queries per retrieval task: bounds the lists in memory at once (a shard's lists are stored
+# as it finishes) and spreads retrieval over the task runner. A multiple of the dense
+# retriever's query block, so sharding never changes a query's embedding batch.
+RETRIEVE_SHARD = 4096
+
+
 @task(name="candidates", cache_policy=NO_CACHE)
 def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
     """Candidate lists of the queries each source selects, with its source's settings;
@@ -73,8 +79,8 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
 
     Only selected queries without a stored list are retrieved for. Each snapshot's indexes
     are built once (embeddings on the task runner) and saved beside the warehouse; retrieval
-    runs on the task runner, every source at once, reading those folders; the lists come
-    back here to be stored.
+    runs on the task runner in shards of ``RETRIEVE_SHARD`` queries, every source at once,
+    reading those folders; each shard's lists come back here and are stored as it finishes.
     """
     spec = load_spec(spec_path)
     warehouse = warehouse_cursor(spec.warehouse_path)
@@ -90,12 +96,21 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
             computed += len(queries)
         elif queries:
             indexes = ensure_indexes(warehouse, snapshot_id, config, encode_in_shards)
-            pending.append((snapshot_id, config, retrieve_shard.submit(indexes, queries, config)))
-    for snapshot_id, config, future in pending:
-        store_candidates(warehouse, snapshot_id, config.retriever_id(), future.result())
-    computed += sum(len(future.result()) for *_, future in pending)
+            pending += [(snapshot_id, config, retrieve_shard.submit(indexes, shard, config))
+                        for shard in shards(queries, RETRIEVE_SHARD)]
+    while pending:  # popped, so a stored shard's lists are freed
+        snapshot_id, config, future = pending.pop(0)
+        lists = future.result()
+        store_candidates(warehouse, snapshot_id, config.retriever_id(), lists)
+        computed += len(lists)
     get_run_logger().info("candidates: %d lists computed", computed)
     return computed
+
+
+def shards(queries: dict[str, str], size: int) -> list[dict[str, str]]:
+    """``queries`` split, in order, into dicts of at most ``size``."""
+    items = list(queries.items())
+    return [dict(items[start:start + size]) for start in range(0, len(items), size)]
 
 
 @task(name="export", cache_policy=NO_CACHE)
@@ -122,7 +137,9 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
     version records ``unchanged``; an incomplete one (teacher calls failed) is built again,
     retrying those calls, and a new version is published only if its rows changed. A build
     in which every teacher call, or more than ``max_failed_share`` of them, failed raises
-    instead of publishing. The run's final state names the outcome (see ``outcome_state``).
+    instead of publishing. A build whose inputs and code are those of a complete latest
+    version stages that version's rows again instead of running the stages (``rows_reusable``).
+    The run's final state names the outcome (see ``outcome_state``).
     """
     started, started_at = time.perf_counter(), datetime.now()
     spec = load_spec(spec_path)
@@ -149,28 +166,24 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
         if scheduled and same_inputs and not failed_calls(latest["manifest"]):
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
             return outcome_state({**base, "outcome": "unchanged", "version": latest["version"]})
-        synthesized = synthesize_queries(spec_path, snapshot_ids) if "queries" in spec.kinds else None
-        snapshot_ids = synthesized["snapshot_ids"] if synthesized else snapshot_ids
-        candidates_started = time.perf_counter()
-        build_candidates(spec_path, snapshot_ids)
-        candidates_seconds = round(time.perf_counter() - candidates_started, 2)
+        reuse = same_inputs and rows_reusable(spec, latest)
+        if reuse:  # nothing a stage reads has changed: the latest version's rows are the answer
+            snapshot_ids = latest["manifest"]["snapshot_ids"]
+        else:
+            synthesized = synthesize_queries(spec_path, snapshot_ids) if "queries" in spec.kinds else None
+            snapshot_ids = synthesized["snapshot_ids"] if synthesized else snapshot_ids
+            candidates_started = time.perf_counter()
+            build_candidates(spec_path, snapshot_ids)
+            candidates_seconds = round(time.perf_counter() - candidates_started, 2)
         version = begin_version(warehouse, spec.dataset, recorded_spec, snapshot_ids)
         try:
-            results, stage_seconds = [], {}
-            if synthesized:
-                results.append(stage_synthesized(spec, warehouse, version, synthesized))
-            for kind in (kind for kind in STAGES if kind in spec.kinds):
-                stage_started = time.perf_counter()
-                logger.info("stage %s: started", kind)
-                results.append(STAGES[kind](spec_path, snapshot_ids, version))
-                stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
-                logger.info("stage %s: %s", kind, stage_outcome(results[-1], stage_seconds[kind]))
-            manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
-            manifest["timings"].update(stage_seconds=stage_seconds, candidates_seconds=candidates_seconds)
-            manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
-            manifest["mixture"] = spec.query_counts(warehouse, snapshot_ids)[1]
+            if reuse:
+                manifest = reuse_rows(spec, latest, version, time.perf_counter() - started)
+            else:
+                manifest = build_rows(spec_path, snapshot_ids, version, synthesized, started)
+                manifest["timings"]["candidates_seconds"] = candidates_seconds
             check_failed_share(spec, manifest)
-            if spec.review.override:
+            if spec.review.override and not reuse:  # reused rows carry their judgments already
                 manifest["human_review"] = human_review(spec, version)
             if scheduled and same_inputs and same_rows(warehouse, spec.dataset, version, latest):
                 discard_version(warehouse, spec.dataset, version)
@@ -190,6 +203,55 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
         outputs = export_parquet(spec_path, version)
     return outcome_state({**manifest, **base, "outcome": "published", "version": version, "outputs": outputs,
                           "wall_seconds": round(time.perf_counter() - started, 2)})
+
+
+def build_rows(spec_path: str, snapshot_ids: list[str], version: int, synthesized: dict | None,
+               started: float) -> dict:
+    """Run the spec's stages into the building ``version``; returns its manifest."""
+    spec = load_spec(spec_path)
+    warehouse = warehouse_cursor(spec.warehouse_path)
+    logger = get_run_logger()
+    results, stage_seconds = [], {}
+    if synthesized:
+        results.append(stage_synthesized(spec, warehouse, version, synthesized))
+    for kind in (kind for kind in STAGES if kind in spec.kinds):
+        stage_started = time.perf_counter()
+        logger.info("stage %s: started", kind)
+        results.append(STAGES[kind](spec_path, snapshot_ids, version))
+        stage_seconds[kind] = round(time.perf_counter() - stage_started, 2)
+        logger.info("stage %s: %s", kind, stage_outcome(results[-1], stage_seconds[kind]))
+    manifest = build_manifest(spec, snapshot_ids, results, time.perf_counter() - started)
+    manifest["timings"]["stage_seconds"] = stage_seconds
+    manifest["sources"] = [snapshot_record(warehouse, sid) for sid in snapshot_ids]
+    manifest["mixture"] = spec.query_counts(warehouse, snapshot_ids)[1]
+    return manifest
+
+
+def rows_reusable(spec: BuildSpec, latest: dict) -> bool:
+    """Whether rebuilding would give exactly the rows of ``latest``, a published version made
+    from the same inputs: it is complete (no failed call to retry), it was made by this very
+    code (``code_fingerprint``), and no filter compares against published versions (``latest``
+    itself would then count)."""
+    against_published = any(item.get("against_published") for chain in spec.filters.values() for item in chain)
+    return (not failed_calls(latest["manifest"]) and latest["manifest"].get("code") == code_fingerprint()
+            and not against_published)
+
+
+def reuse_rows(spec: BuildSpec, latest: dict, version: int, seconds: float) -> dict:
+    """Stage ``latest``'s rows unchanged in ``version``; returns its manifest: ``latest``'s,
+    with every teacher call counted as reused and nothing spent."""
+    warehouse = warehouse_cursor(spec.warehouse_path)
+    copy_rows(warehouse, spec.dataset, latest["version"], version)
+    get_run_logger().info("inputs and code unchanged since %s@%d: its rows are reused, no stage runs",
+                          spec.dataset, latest["version"])
+    teachers = [{**teacher, "calls_made": 0, "calls_reused": teacher["calls_made"] + teacher["calls_reused"],
+                 "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "errors": [],
+                 "cost_usd": None if spec.pricing is None else 0.0}
+                for teacher in latest["manifest"]["teachers"]]
+    kept = {key: value for key, value in latest["manifest"].items()
+            if key not in ("inputs", "content", "tokens")}
+    return {**kept, "teachers": teachers, "cost": build_cost(spec, teachers), "reused_rows_of": latest["version"],
+            "timings": {"build_seconds": round(seconds, 2), "stage_seconds": {}, "candidates_seconds": 0.0}}
 
 
 def check_failed_share(spec: BuildSpec, manifest: dict) -> None:
@@ -319,6 +381,7 @@ def build_manifest(spec: BuildSpec, snapshot_ids: list[str], results: list[Stage
         "sampling": spec.sampling.model_dump(),
         "cost": build_cost(spec, [t for r in results for t in r["teachers"]]),
         "timings": {"build_seconds": round(seconds, 2)},
+        "code": code_fingerprint(),
     }
 
 

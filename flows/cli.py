@@ -91,6 +91,9 @@ def build(spec: Path = typer.Argument(..., help="Build spec (YAML)."),
     with discarded_if_unused(parsed.warehouse_path):
         _wait_for_warehouse(parsed.warehouse_path, wait)
         _prepare_prefect()
+        from flows.prefect_server import start_server_early
+
+        start_server_early()  # boots while the build's modules import
         if not _debug:  # the error reaches the user as one line; Prefect's copies stay off the console
             from flows.logs import quiet_expected_tracebacks
 

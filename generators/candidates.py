@@ -302,8 +302,13 @@ def run_lists(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig, q
 def candidate_lists(warehouse: Warehouse, snapshot: Snapshot, config: CandidateConfig,
                     count: int | None, seed: int) -> list[CandidateList]:
     """The stored candidate lists of ``count`` selected queries of a snapshot."""
-    queries = load_queries(warehouse, snapshot.snapshot_id)
-    qids = selected_queries(warehouse, snapshot.snapshot_id, count, seed)
+    return lists_of(warehouse, snapshot, config, selected_queries(warehouse, snapshot.snapshot_id, count, seed))
+
+
+def lists_of(warehouse: Warehouse, snapshot: Snapshot, config: CandidateConfig, qids: list[str]
+             ) -> list[CandidateList]:
+    """The stored candidate lists of ``qids``, in that order (reads only those queries and lists)."""
+    queries = load_queries(warehouse, snapshot.snapshot_id, qids)
     stored = load_candidates(warehouse, snapshot.snapshot_id, config.retriever_id(), qids)
     return [
         CandidateList(snapshot.snapshot_id, snapshot.domain, qid, queries[qid][0],

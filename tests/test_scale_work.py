@@ -134,3 +134,39 @@ def test_listwise_rows_staged_in_chunks_equal_rows_staged_at_once(tmp_path, shar
     assert small["filters"] == large["filters"]  # per-step counts added up over the chunks
     assert small["teachers"][0]["calls_made"] == 10
     assert large["teachers"][0]["calls_made"] == 0  # the second build reused every answer
+
+
+@pytest.mark.slow
+def test_a_rerun_with_unchanged_inputs_and_code_reuses_exactly_the_rows_a_rebuild_makes(
+        tmp_path, shared_data, prefect_harness, serve, monkeypatch):
+    import flows.build as build
+
+    teacher = serve(mode="score")
+    spec = tmp_path / "rerun.yaml"
+    spec.write_text(yaml.safe_dump({
+        "dataset": "cisi-rerun", "output": str(tmp_path / "out"),
+        "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"), "queries": 6}],
+        "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
+        "filters": {"listwise": [{"name": "consistency_agreement"}]},
+        "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
+    }))
+    first = build.run_build(str(spec))
+    reused = build.run_build(str(spec))
+    monkeypatch.setattr(build, "code_fingerprint", lambda: "other code")  # as after an upgrade
+    rebuilt = build.run_build(str(spec))
+
+    assert reused["reused_rows_of"] == first["version"] and "reused_rows_of" not in rebuilt
+    assert [s["version"] for s in (first, reused, rebuilt)] == [first["version"] + i for i in range(3)]
+    made = first["teachers"][0]["calls_made"]
+    assert made == 12 and first["rejections"]  # 6 lists x 2 samples; the filter rejected some rows
+    for summary in (reused, rebuilt):  # every answer stored: no call made, all counted as reused
+        assert (summary["teachers"][0]["calls_made"], summary["teachers"][0]["calls_reused"]) == (0, made)
+        assert summary["cost"]["calls_made"] == 0
+        assert (summary["counts"], summary["rejections"]) == (first["counts"], first["rejections"])
+    assert rebuilt["timings"]["stage_seconds"] and not reused["timings"]["stage_seconds"]
+    with Warehouse.open(first["warehouse"], read_only=True) as wh:
+        content = [version_info(wh, s["dataset"], s["version"])["manifest"]["content"] for s in (first, reused, rebuilt)]
+    assert content[0] == content[1] == content[2]  # the same rows, data and lineage
+    exported = [pq.read_table(next(p for p in s["outputs"] if p.endswith("listwise.parquet"))).to_pylist()
+                for s in (first, reused, rebuilt)]
+    assert exported[0] == exported[1] == exported[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ class Warehouse:
                     raise _locked(path, _describe_holder(holder.group(1), holder.group(2)),
                                   read_only, wait_seconds) from None
                 time.sleep(0.5)
+        _limit_memory(con)
         warehouse = cls(con, path, read_only)
         if not read_only:
             con.execute(SCHEMA_PATH.read_text())
@@ -93,6 +95,22 @@ class Warehouse:
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _synthrank_bulk")
         finally:
             self.con.unregister("_synthrank_bulk")
+
+
+# DuckDB's buffer pool defaults to 80% of RAM, so a long build's RSS grows with the warehouse
+# it caches; a fixed limit bounds it (DuckDB spills to ``<warehouse>.tmp`` beyond it).
+MEMORY_LIMIT_ENV = "SYNTHRANK_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
+    limit = os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
+    try:
+        con.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as exc:
+        con.close()
+        raise InputError(f"{MEMORY_LIMIT_ENV}={limit!r} is not a DuckDB memory limit such as 1GB or "
+                         f"512MB ({str(exc).strip().splitlines()[0]})") from None
 
 
 @contextmanager

@@ -482,10 +482,12 @@ def load_passages(warehouse: Warehouse, snapshot_id: str) -> dict[str, tuple[str
     return {docid: (title, text) for docid, title, text in rows}
 
 
-def load_queries(warehouse: Warehouse, snapshot_id: str) -> dict[str, tuple[str, list[str] | None]]:
-    """qid -> (text, reference answers or None), in qid order."""
+def load_queries(warehouse: Warehouse, snapshot_id: str, qids: list[str] | None = None
+                 ) -> dict[str, tuple[str, list[str] | None]]:
+    """qid -> (text, reference answers or None), in qid order: of ``qids`` only, when given."""
     rows = warehouse.con.execute(
-        "SELECT qid, text, answers FROM queries WHERE snapshot_id = ? ORDER BY qid", [snapshot_id]
+        "SELECT qid, text, answers FROM queries WHERE snapshot_id = ? "
+        "AND (?::VARCHAR[] IS NULL OR qid IN (SELECT unnest(?::VARCHAR[]))) ORDER BY qid", [snapshot_id, qids, qids]
     ).fetchall()
     return {qid: (text, answers) for qid, text, answers in rows}
 

@@ -9,6 +9,7 @@ of its rows that :func:`verify_version` checks before anything is exported from 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import subprocess
@@ -55,6 +56,24 @@ def _git(*args: str) -> str:
                               cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+# The packages whose code turns stored inputs and answers into rows.
+_CODE_PACKAGES = ("flows", "generators", "filters", "prompts", "warehouse")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over the paths and contents of synthrank's own source files: any change to
+    the code, committed or not, changes it (``code_version`` only says ``.dirty``)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in _CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def begin_version(warehouse: Warehouse, dataset: str, spec: dict, snapshot_ids: list[str]) -> int:
@@ -140,6 +159,16 @@ def add_rows(warehouse: Warehouse, dataset: str, version: int, kind: str, rows: 
         "data": datas,
         "lineage": lineages,
     }))
+
+
+def copy_rows(warehouse: Warehouse, dataset: str, source: int, target: int) -> None:
+    """Stage every accepted row and rejection of version ``source``, unchanged, in the
+    building version ``target`` (a rebuild whose inputs, code and answers are ``source``'s)."""
+    _assert_staging(warehouse, dataset, target)
+    with warehouse.transaction() as con:
+        for table in _ROW_TABLES:
+            con.execute(f"INSERT INTO {table} SELECT * REPLACE (?::INTEGER AS version) FROM {table} "
+                        "WHERE dataset = ? AND version = ?", [target, dataset, source])
 
 
 def add_rejections(warehouse: Warehouse, dataset: str, version: int, kind: str,

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.spec import BuildSpec, load_spec
 from flows.stages.common import StageResult, stage_backend, warehouse_cursor
 from flows.stages.filtering import RowStager
-from generators.candidates import CandidateList, candidate_lists
+from generators.candidates import CandidateList, lists_of, selected_queries
 from filters.consistency import consensus_rows
 from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_with_top_up, short_lists
 from generators.pointwise import attach_positives, positives_by_query
@@ -38,10 +38,10 @@ def selected_lists(spec: BuildSpec, warehouse: Warehouse, snapshot_ids: list[str
     counts, _ = spec.query_counts(warehouse, snapshot_ids)
     for source, snapshot_id, count in zip(spec.sources, snapshot_ids, counts):
         snapshot = find_snapshot(warehouse, snapshot_id)
-        lists = candidate_lists(warehouse, snapshot, spec.candidates_for(source), count, spec.seed)
-        size = chunk or max(len(lists), 1)
-        for start in range(0, len(lists), size):
-            part = lists[start:start + size]
+        qids = selected_queries(warehouse, snapshot_id, count, spec.seed)
+        size = chunk or max(len(qids), 1)
+        for start in range(0, len(qids), size):  # each chunk reads only its own queries and lists
+            part = lists_of(warehouse, snapshot, spec.candidates_for(source), qids[start:start + size])
             yield part, candidate_passages(warehouse, snapshot_id, (d for c in part for d in c.docids))
 
 
