@@ -21,18 +21,17 @@ from warehouse.versions import version_info
 
 
 def one_pass_bm25(passages: dict, queries: dict[str, str], k: int) -> dict[str, list[str]]:
-    """The lists of a BM25 index built from the whole corpus in one bm25s call, as builds
-    made them before indexes were saved."""
+    """The lists of a BM25 index built from the whole corpus in one bm25s call (as builds
+    made them before indexes were saved), every passage sorted by score."""
     import bm25s
 
     docids = list(passages)
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([passage_text(*passages[d]) for d in docids], stopwords="en",
                                    show_progress=False), show_progress=False)
-    qids = list(queries)
-    indices, _ = retriever.retrieve(bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False),
-                                    k=k, show_progress=False, n_threads=1)
-    return {qid: [docids[int(i)] for i in indices[row]] for row, qid in enumerate(qids)}
+    tokens = bm25s.tokenize(list(queries.values()), stopwords="en", show_progress=False, return_ids=False)
+    return {qid: [docids[int(i)] for i in np.argsort(-retriever.get_scores(words), kind="stable")[:k]]
+            for qid, words in zip(queries, tokens)}  # best first, ties by passage order
 
 
 def test_bm25_lists_come_only_for_the_asked_queries_from_an_index_built_once(tmp_path, shared_data):
