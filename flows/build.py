@@ -127,19 +127,21 @@ def export_parquet(spec_path: str, version: int) -> list[str]:
 
 
 @flow(name="synthrank-build")
-def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool = False) -> dict:
+def build_flow(spec_path: str, wait_seconds: float = 0.0) -> dict:
     """Run a build spec end to end and publish a new version of its dataset.
 
     A build first completes what a killed build left: the export of a published version.
     When that version was made from the same inputs (snapshots, spec, prompt versions), it
-    is this run's result and nothing new is published. With ``only_if_changed`` (scheduled
-    runs) and the spec's ``publish: if_changed``, a run whose inputs match a complete latest
-    version records ``unchanged``; an incomplete one (teacher calls failed) is built again,
-    retrying those calls, and a new version is published only if its rows changed. A build
-    in which every teacher call, or more than ``max_failed_share`` of them, failed raises
-    instead of publishing. A build whose inputs and code are those of a complete latest
-    version stages that version's rows again instead of running the stages (``rows_reusable``).
-    The run's final state names the outcome (see ``outcome_state``).
+    is this run's result and nothing new is published. With the spec's ``publish: if_changed``
+    (the default), a build whose inputs match a complete latest version made by this very
+    code (``up_to_date``) records ``unchanged`` and builds nothing; one whose latest version
+    is incomplete (teacher calls failed) or was made by other code is built again, retrying
+    those calls, and a new version is published only if its rows changed. With ``publish:
+    always`` every build publishes; when the latest version is up to date (and no filter
+    compares against published versions), its rows are staged again instead of running the
+    stages. A build in which every teacher call, or more than ``max_failed_share`` of them,
+    failed raises instead of publishing. The run's final state names the outcome (see
+    ``outcome_state``).
     """
     started, started_at = time.perf_counter(), datetime.now()
     spec = load_spec(spec_path)
@@ -162,11 +164,12 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             outputs = [str(path) for path in export_files(spec.dataset_dir / f"v{latest['version']}")]
             return outcome_state({**latest["manifest"], **base, "outcome": "resumed", "version": latest["version"],
                                   "outputs": outputs, "wall_seconds": round(time.perf_counter() - started, 2)})
-        scheduled = only_if_changed and spec.publish == "if_changed"
-        if scheduled and same_inputs and not failed_calls(latest["manifest"]):
+        if_changed = spec.publish == "if_changed"
+        current = same_inputs and up_to_date(latest)
+        if if_changed and current:
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
             return outcome_state({**base, "outcome": "unchanged", "version": latest["version"]})
-        reuse = same_inputs and rows_reusable(spec, latest)
+        reuse = current and not compares_with_published(spec)
         if reuse:  # nothing a stage reads has changed: the latest version's rows are the answer
             snapshot_ids = latest["manifest"]["snapshot_ids"]
         else:
@@ -185,10 +188,9 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool 
             check_failed_share(spec, manifest)
             if spec.review.override and not reuse:  # reused rows carry their judgments already
                 manifest["human_review"] = human_review(spec, version)
-            if scheduled and same_inputs and same_rows(warehouse, spec.dataset, version, latest):
+            if if_changed and same_inputs and same_rows(warehouse, spec.dataset, version, latest):
                 discard_version(warehouse, spec.dataset, version)
-                record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs,
-                           f"retried {failed_calls(latest['manifest'])} failed teacher calls; no row changed")
+                record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs, rebuilt_why(latest))
                 return outcome_state({**manifest, **base, "outcome": "unchanged", "version": latest["version"]})
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
@@ -227,14 +229,23 @@ def build_rows(spec_path: str, snapshot_ids: list[str], version: int, synthesize
     return manifest
 
 
-def rows_reusable(spec: BuildSpec, latest: dict) -> bool:
-    """Whether rebuilding would give exactly the rows of ``latest``, a published version made
-    from the same inputs: it is complete (no failed call to retry), it was made by this very
-    code (``code_fingerprint``), and no filter compares against published versions (``latest``
-    itself would then count)."""
-    against_published = any(item.get("against_published") for chain in spec.filters.values() for item in chain)
-    return (not failed_calls(latest["manifest"]) and latest["manifest"].get("code") == code_fingerprint()
-            and not against_published)
+def up_to_date(latest: dict) -> bool:
+    """Whether a published version made from this build's inputs is all a rebuild would give:
+    it is complete (no failed call to retry) and was made by this very code
+    (``code_fingerprint``)."""
+    return not failed_calls(latest["manifest"]) and latest["manifest"].get("code") == code_fingerprint()
+
+
+def rebuilt_why(latest: dict) -> str:
+    """Why a build with unchanged inputs ran its stages again, for a run that changed no row."""
+    failed = failed_calls(latest["manifest"])
+    return f"retried {failed} failed teacher calls; no row changed" if failed else "code changed; no row changed"
+
+
+def compares_with_published(spec: BuildSpec) -> bool:
+    """Whether a filter compares rows with published versions (the latest one included, so a
+    rebuild's rows differ from it)."""
+    return any(item.get("against_published") for chain in spec.filters.values() for item in chain)
 
 
 def reuse_rows(spec: BuildSpec, latest: dict, version: int, seconds: float) -> dict:

@@ -160,8 +160,9 @@ def _wait_for_warehouse(path: Path, wait: float) -> None:
 
 def _print_summary(summary: dict) -> None:
     if summary["outcome"] == "unchanged":
-        out.print(f"{summary['dataset']}: inputs unchanged since the latest published version "
-                  f"v{summary['version']} ({summary['inputs']}); nothing published")
+        out.print(f"{summary['dataset']}: inputs and code unchanged since the latest published version "
+                  f"v{summary['version']} ({summary['inputs']}); nothing published (`publish: always` in the "
+                  "spec publishes every build)")
         _print_failed_calls(summary.get("teachers", []))
         return
     if summary["outcome"] == "resumed":

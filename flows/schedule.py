@@ -1,8 +1,9 @@
 """Scheduled builds: serve the build flow with a cron schedule, or deploy it to a work pool.
 
 Both talk to whatever Prefect API the environment points at (``PREFECT_API_URL``: a
-``prefect server start`` or Prefect Cloud). Scheduled runs pass ``only_if_changed`` so an
-unchanged build records ``unchanged`` instead of publishing a copy.
+``prefect server start`` or Prefect Cloud). Like every build, a scheduled run whose inputs
+and code have not changed records ``unchanged`` instead of publishing a copy (the spec's
+``publish``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def deployment_name(spec_path: str | Path, name: str | None) -> str:
 
 
 def scheduled_parameters(spec_path: str | Path) -> dict:
-    return {"spec_path": str(Path(spec_path).resolve()), "only_if_changed": True}
+    return {"spec_path": str(Path(spec_path).resolve())}
 
 
 def serve_build(spec_path: str | Path, cron: str, name: str | None = None) -> None:

@@ -101,7 +101,8 @@ class BuildSpec(BaseModel):
     warehouse: str | None = None
     seed: int = 0
     publish: Literal["if_changed", "always"] = Field(
-        "if_changed", description="scheduled runs: publish only when inputs changed, or always")
+        "if_changed", description="publish a new version only when the inputs, the code or the rows changed, "
+        "or on every build (always)")
     sources: list[SourceSpec] = Field(min_length=1)
     mixture: Mixture | None = Field(None, description="N queries in total, weighted by domain or source name")
     kinds: list[Literal["queries", "pointwise", "listwise", "negatives", "mixed_cot"]] = Field(

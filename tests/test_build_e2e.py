@@ -63,7 +63,7 @@ def check_published_build(summary: dict) -> list[dict]:
     return rows
 
 
-def test_embedded_build_publishes_and_rerun_makes_no_calls(prefect_harness, shared_data, tmp_path):
+def test_embedded_build_publishes_and_an_unchanged_rerun_builds_nothing(prefect_harness, shared_data, tmp_path):
     from flows.build import build_flow
 
     spec = write_spec(tmp_path, shared_data / "cisi", {"backend": "embedded", "n_ctx": 4096})
@@ -72,10 +72,9 @@ def test_embedded_build_publishes_and_rerun_makes_no_calls(prefect_harness, shar
     first_rows = check_published_build(first)
 
     second = build_flow(str(spec))
-    assert second["version"] == first["version"] + 1
-    assert second["teachers"][0]["calls_made"] == 0
-    assert second["teachers"][0]["calls_reused"] == 3
-    assert check_published_build(second) == first_rows
+    assert (second["outcome"], second["version"]) == ("unchanged", first["version"])
+    assert "teachers" not in second  # no stage ran
+    assert check_published_build(first) == first_rows
 
 
 def test_openai_backend_against_llama_cpp_server(prefect_harness, shared_data, llama_server_with_key,

@@ -86,7 +86,7 @@ def test_failed_calls_mark_the_version_incomplete_and_the_next_scheduled_run_ret
         out = tmp_path / "build" / "out"
 
         teacher.set_faults(p_5xx=0.3)
-        first = build_flow(str(spec), only_if_changed=True, return_state=True)
+        first = build_flow(str(spec), return_state=True)
         summary = first.result()
         failed = summary["teachers"][0]["calls_failed"]
         assert first.is_completed() and first.name == "Incomplete", first
@@ -98,19 +98,19 @@ def test_failed_calls_mark_the_version_incomplete_and_the_next_scheduled_run_ret
 
         teacher.set_faults(p_5xx=1.0)  # still down for the failed calls: nothing changes, nothing published
         teacher.reset_stats()
-        second = build_flow(str(spec), only_if_changed=True, return_state=True)
+        second = build_flow(str(spec), return_state=True)
         assert teacher.stats()["received"] == failed  # exactly the failed calls, retried
         assert second.name == "Incomplete" and "nothing published" in second.message
         assert versions_in(out) == ([(1, "published")], [1])
 
         teacher.set_faults(p_5xx=0.0)  # back: the retried calls answer, v2 is published complete
         teacher.reset_stats()
-        third = build_flow(str(spec), only_if_changed=True, return_state=True)
+        third = build_flow(str(spec), return_state=True)
         assert teacher.stats()["received"] == failed
         assert third.name == "Completed" and third.result()["version"] == 2
         assert third.result()["counts"]["listwise"] == 8
 
-        fourth = build_flow(str(spec), only_if_changed=True, return_state=True)
+        fourth = build_flow(str(spec), return_state=True)
         assert fourth.name == "Unchanged" and fourth.result()["outcome"] == "unchanged"
     with Warehouse.open(out / "synthrank.duckdb", read_only=True) as wh:
         outcomes = [run["outcome"] for run in list_runs(wh, DATASET)]

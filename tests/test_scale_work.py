@@ -135,37 +135,55 @@ def test_listwise_rows_staged_in_chunks_equal_rows_staged_at_once(tmp_path, shar
     assert large["teachers"][0]["calls_made"] == 0  # the second build reused every answer
 
 
-@pytest.mark.slow
-def test_a_rerun_with_unchanged_inputs_and_code_reuses_exactly_the_rows_a_rebuild_makes(
-        tmp_path, shared_data, prefect_harness, serve, monkeypatch):
-    import flows.build as build
-
-    teacher = serve(mode="score")
-    spec = tmp_path / "rerun.yaml"
+def write_rerun_spec(tmp_path, shared_data, teacher, publish: str):
+    spec = tmp_path / f"rerun-{publish}.yaml"
     spec.write_text(yaml.safe_dump({
-        "dataset": "cisi-rerun", "output": str(tmp_path / "out"),
+        "dataset": "cisi-rerun", "output": str(tmp_path / "out"), "publish": publish,
         "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"), "queries": 6}],
         "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
         "filters": {"listwise": [{"name": "consistency_agreement"}]},
         "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
     }))
-    first = build.run_build(str(spec))
-    reused = build.run_build(str(spec))
-    monkeypatch.setattr(build, "code_fingerprint", lambda: "other code")  # as after an upgrade
-    rebuilt = build.run_build(str(spec))
+    return str(spec)
 
-    assert reused["reused_rows_of"] == first["version"] and "reused_rows_of" not in rebuilt
-    assert [s["version"] for s in (first, reused, rebuilt)] == [first["version"] + i for i in range(3)]
+
+@pytest.mark.slow
+def test_an_unchanged_rerun_builds_nothing_and_reused_rows_are_exactly_those_a_rebuild_makes(
+        tmp_path, shared_data, prefect_harness, serve, monkeypatch):
+    import flows.build as build
+    from warehouse.runs import list_runs
+
+    teacher = serve(mode="score")
+    if_changed = write_rerun_spec(tmp_path, shared_data, teacher, "if_changed")
+    always = write_rerun_spec(tmp_path, shared_data, teacher, "always")
+    first = build.run_build(if_changed)
+    unchanged = build.run_build(if_changed)  # the default: nothing to do
+    with monkeypatch.context() as patched:
+        patched.setattr(build, "code_fingerprint", lambda: "other code")  # as after an upgrade
+        rebuilt_same = build.run_build(if_changed)  # its stages run again; no row changed: nothing published
+    staged = build.run_build(always)  # another spec: its stages run, every answer stored
+    reused = build.run_build(always)  # same inputs, same code: the rows of `staged`, no stage
+    monkeypatch.setattr(build, "code_fingerprint", lambda: "other code")
+    rebuilt = build.run_build(always)
+
+    assert (unchanged["outcome"], unchanged["version"]) == ("unchanged", first["version"])
+    assert (rebuilt_same["outcome"], rebuilt_same["version"]) == ("unchanged", first["version"])
+    published = (first, staged, reused, rebuilt)
+    assert [s["version"] for s in published] == [first["version"] + i for i in range(4)]
+    assert reused["reused_rows_of"] == staged["version"]
+    assert not any("reused_rows_of" in s for s in (first, staged, rebuilt))
     made = first["teachers"][0]["calls_made"]
     assert made == 12 and first["rejections"]  # 6 lists x 2 samples; the filter rejected some rows
-    for summary in (reused, rebuilt):  # every answer stored: no call made, all counted as reused
+    for summary in published[1:]:  # every answer stored: no call made, all counted as reused
         assert (summary["teachers"][0]["calls_made"], summary["teachers"][0]["calls_reused"]) == (0, made)
         assert summary["cost"]["calls_made"] == 0
         assert (summary["counts"], summary["rejections"]) == (first["counts"], first["rejections"])
     assert rebuilt["timings"]["stage_seconds"] and not reused["timings"]["stage_seconds"]
     with Warehouse.open(first["warehouse"], read_only=True) as wh:
-        content = [version_info(wh, s["dataset"], s["version"])["manifest"]["content"] for s in (first, reused, rebuilt)]
-    assert content[0] == content[1] == content[2]  # the same rows, data and lineage
+        content = [version_info(wh, s["dataset"], s["version"])["manifest"]["content"] for s in published]
+        runs = [(run["outcome"], run["detail"]) for run in list_runs(wh, "cisi-rerun")]
+    assert all(c == content[0] for c in content)  # the same rows, data and lineage
+    assert runs[1][0] == "unchanged" and runs[2] == ("unchanged", "code changed; no row changed")
     exported = [pq.read_table(next(p for p in s["outputs"] if p.endswith("listwise.parquet"))).to_pylist()
-                for s in (first, reused, rebuilt)]
-    assert exported[0] == exported[1] == exported[2]
+                for s in published]
+    assert all(rows == exported[0] for rows in exported)
