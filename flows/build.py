@@ -30,10 +30,11 @@ from generators.candidates import ensure_indexes, queries_without_lists, run_lis
 from generators.review import apply_human_judgments
 from prompts import load_prompt
 from warehouse.candidates import store_candidates
+from warehouse.db import Warehouse
 from warehouse.errors import SynthrankError
 from warehouse.exports import complete_exports, export_files, publish_exports
 from warehouse.review import judgments_fingerprint
-from warehouse.runs import inputs_fingerprint, record_run
+from warehouse.runs import inputs_fingerprint, rebuilt_unchanged, record_run
 from warehouse.snapshots import ingest, latest_snapshot, snapshot_record
 from warehouse.testhooks import kill_point
 from warehouse.versions import (begin_version, code_fingerprint, copy_rows, discard_version, fail_version, failed_calls,
@@ -165,7 +166,7 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0) -> dict:
             return outcome_state({**latest["manifest"], **base, "outcome": "resumed", "version": latest["version"],
                                   "outputs": outputs, "wall_seconds": round(time.perf_counter() - started, 2)})
         if_changed = spec.publish == "if_changed"
-        current = same_inputs and up_to_date(latest)
+        current = same_inputs and up_to_date(warehouse, latest, inputs)
         if if_changed and current:
             record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs)
             return outcome_state({**base, "outcome": "unchanged", "version": latest["version"]})
@@ -190,7 +191,8 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0) -> dict:
                 manifest["human_review"] = human_review(spec, version)
             if if_changed and same_inputs and same_rows(warehouse, spec.dataset, version, latest):
                 discard_version(warehouse, spec.dataset, version)
-                record_run(warehouse, spec.dataset, started_at, "unchanged", None, inputs, rebuilt_why(latest))
+                record_run(warehouse, spec.dataset, started_at, "unchanged", latest["version"], inputs,
+                           rebuilt_why(latest))
                 return outcome_state({**manifest, **base, "outcome": "unchanged", "version": latest["version"]})
             publish_version(warehouse, spec.dataset, version, {**manifest, "inputs": inputs})
         except BaseException as exc:
@@ -229,11 +231,14 @@ def build_rows(spec_path: str, snapshot_ids: list[str], version: int, synthesize
     return manifest
 
 
-def up_to_date(latest: dict) -> bool:
-    """Whether a published version made from this build's inputs is all a rebuild would give:
-    it is complete (no failed call to retry) and was made by this very code
-    (``code_fingerprint``)."""
-    return not failed_calls(latest["manifest"]) and latest["manifest"].get("code") == code_fingerprint()
+def up_to_date(warehouse: Warehouse, latest: dict, inputs: str) -> bool:
+    """Whether a published version made from this build's ``inputs`` is all a rebuild would
+    give: it is complete (no failed call to retry) and was made by this very code
+    (``code_fingerprint``), or this code rebuilt it and changed no row."""
+    if failed_calls(latest["manifest"]):
+        return False
+    return (latest["manifest"].get("code") == code_fingerprint()
+            or rebuilt_unchanged(warehouse, latest["dataset"], latest["version"], inputs))
 
 
 def rebuilt_why(latest: dict) -> str:

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 
 from warehouse.db import Warehouse
+from warehouse.versions import code_fingerprint
 
 
 def inputs_fingerprint(snapshot_ids: list[str], spec_hash: str, prompt_versions: dict[str, str]) -> str:
@@ -17,9 +18,17 @@ def inputs_fingerprint(snapshot_ids: list[str], spec_hash: str, prompt_versions:
 
 def record_run(warehouse: Warehouse, dataset: str, started_at: datetime, outcome: str,
                version: int | None, inputs: str, detail: str = "") -> None:
+    """Record a build run's outcome, with the fingerprint of the code that ran it."""
     warehouse.con.execute(
-        "INSERT INTO build_runs (dataset, started_at, outcome, version, inputs, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?)", [dataset, started_at, outcome, version, inputs, detail])
+        "INSERT INTO build_runs (dataset, started_at, outcome, version, inputs, detail, code) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", [dataset, started_at, outcome, version, inputs, detail, code_fingerprint()])
+
+
+def rebuilt_unchanged(warehouse: Warehouse, dataset: str, version: int, inputs: str) -> bool:
+    """Whether this code already rebuilt ``dataset@version`` from ``inputs`` and changed no row."""
+    return warehouse.fetch_one(
+        "SELECT count(*) FROM build_runs WHERE dataset = ? AND version = ? AND inputs = ? AND code = ? "
+        "AND outcome = 'unchanged'", [dataset, version, inputs, code_fingerprint()])[0] > 0
 
 
 def list_runs(warehouse: Warehouse, dataset: str | None = None) -> list[dict]:

@@ -131,8 +131,10 @@ CREATE TABLE IF NOT EXISTS build_runs (
     outcome      VARCHAR NOT NULL,          -- published | unchanged | failed
     version      INTEGER,
     inputs       VARCHAR NOT NULL,          -- fingerprint of snapshots, spec and prompt versions
-    detail       VARCHAR
+    detail       VARCHAR,
+    code         VARCHAR                    -- fingerprint of the synthrank code that ran the build
 );
+ALTER TABLE build_runs ADD COLUMN IF NOT EXISTS code VARCHAR;  -- warehouses made before it
 
 -- Records ingest left out of a snapshot (`on_bad_record: skip`): why, and where they were.
 CREATE TABLE IF NOT EXISTS snapshot_skips (
