@@ -214,6 +214,8 @@ class _KeptRows(_Kept):
         self.pending = index.kept_rows()
 
     def _add(self, rows: np.ndarray, labels: list[str]) -> None:
+        if not len(rows):  # nothing kept (an empty chunk's matrix may not even have the width)
+            return
         if self.matrix is None:
             self.matrix = _Rows(rows.shape[1], rows.dtype)
         self.matrix.extend(rows)

@@ -87,7 +87,9 @@ def test_a_streaming_dedup_gives_the_verdicts_of_one_apply_over_every_chunk(name
     whole = outcome(v for _, v in dedup_filter(name, seen, embed).apply(rows))
     for size in CHUNKS:
         streaming = dedup_filter(name, seen, embed).streaming()
-        chunked = [v for start in range(0, len(rows), size) for _, v in streaming.apply(rows[start:start + size])]
+        chunks = [rows[start:start + size] for start in range(0, len(rows), size)]
+        chunks[1:1] = [[]]  # a chunk whose every row an earlier step removed
+        chunked = [v for chunk in [[], *chunks] for _, v in streaming.apply(chunk)]
         assert outcome(chunked) == whole, f"chunks of {size}"
     rejected = [(i, reason.split(":", 1)[1]) for i, (keep, reason, _) in enumerate(whole) if not keep]
     earlier = [i for i, label in rejected if label.startswith("#") and int(label[1:]) // 7 < i // 7]
