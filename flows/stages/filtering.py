@@ -31,7 +31,7 @@ from warehouse.calls import CallStore
 from warehouse.db import Warehouse
 from warehouse.errors import InputError
 from warehouse.snapshots import load_passages
-from warehouse.versions import add_rejections, add_rows, list_versions, load_rows
+from warehouse.versions import add_rejections, add_rows, list_versions, row_batches
 
 DEDUP_FILTERS = {"exact_dedup", "minhash_dedup", "semantic_dedup"}
 
@@ -70,12 +70,13 @@ def _injection_judge(spec: BuildSpec, warehouse: Warehouse, choice: str) -> Inje
 
 
 def _published_texts(warehouse: Warehouse, dataset: str, kind: str, key) -> dict[str, str]:
-    """row label -> compared text, over every published version of the dataset."""
+    """row label -> compared text, over every published version of the dataset (read in
+    batches: only the texts are held, not the rows)."""
     seen = {}
     for version in list_versions(warehouse, dataset):
         if version["status"] == "published":
-            for row in load_rows(warehouse, dataset, version["version"], kind):
-                seen[f"v{version['version']}:{row['row_id']}"] = key_text(row, key)
+            for rows in row_batches(warehouse, dataset, version["version"], kind):
+                seen.update((f"v{version['version']}:{row['row_id']}", key_text(row, key)) for row in rows)
     return seen
 
 
