@@ -156,3 +156,34 @@ def test_staging_in_chunks_of_lists_equals_staging_every_row_at_once(dedup, tmp_
     length, dedup_step = whole["counts"]["filters"]
     assert 0 < length["rejected"] and dedup_step["seen"] == length["kept"] == len(lists) - length["rejected"]
     assert dedup_step["rejected"] == len(duplicates)
+
+
+@pytest.mark.slow
+def test_a_listwise_build_deduplicates_across_its_chunks_as_in_one(tmp_path, shared_data, prefect_harness, serve,
+                                                                   monkeypatch):
+    import flows.stages.listwise as listwise_stage
+    from flows.build import run_build
+    from warehouse.versions import version_info
+
+    teacher = serve(mode="score")
+    results = {}
+    for chunk in CHUNKS:  # lists per chunk: 12, 4 and 1 chunks of 24 lists
+        monkeypatch.setattr(listwise_stage, "LIST_CHUNK", chunk)
+        spec = tmp_path / f"chunk-{chunk}.yaml"
+        spec.write_text(yaml.safe_dump({
+            "dataset": f"cisi-dedup-{chunk}", "output": str(tmp_path / "out"),
+            "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"),
+                         "queries": 24}],
+            "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
+            "filters": {"listwise": [{"name": "minhash_dedup", "key": "query", "group_field": "list_id",
+                                      "threshold": 0.2, "shingle_size": 1}]},  # shared words: some queries
+            "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
+        }))
+        summary = run_build(str(spec))
+        with Warehouse.open(summary["warehouse"], read_only=True) as wh:
+            content = version_info(wh, summary["dataset"], summary["version"])["manifest"]["content"]
+            rejections = wh.con.execute("SELECT row_id, stage, reason, score FROM rejections WHERE dataset = ? "
+                                        "ORDER BY ALL", [summary["dataset"]]).fetchall()
+        results[chunk] = (summary["counts"], summary["filters"], summary["rejections"], content, rejections)
+    assert results[2] == results[7] == results[1000]
+    assert sum(stage == "minhash_dedup" for _, stage, _, _ in results[2][4]) >= 4  # two lists or more
