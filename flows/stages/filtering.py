@@ -31,7 +31,7 @@ from warehouse.calls import CallStore
 from warehouse.db import Warehouse
 from warehouse.errors import InputError
 from warehouse.snapshots import load_passages
-from warehouse.versions import add_rejections, add_rows, list_versions, load_rows
+from warehouse.versions import add_rejections, add_rows, list_versions, row_batches
 
 DEDUP_FILTERS = {"exact_dedup", "minhash_dedup", "semantic_dedup"}
 
@@ -70,12 +70,13 @@ def _injection_judge(spec: BuildSpec, warehouse: Warehouse, choice: str) -> Inje
 
 
 def _published_texts(warehouse: Warehouse, dataset: str, kind: str, key) -> dict[str, str]:
-    """row label -> compared text, over every published version of the dataset."""
+    """row label -> compared text, over every published version of the dataset (read in
+    batches: only the texts are held, not the rows)."""
     seen = {}
     for version in list_versions(warehouse, dataset):
         if version["status"] == "published":
-            for row in load_rows(warehouse, dataset, version["version"], kind):
-                seen[f"v{version['version']}:{row['row_id']}"] = key_text(row, key)
+            for rows in row_batches(warehouse, dataset, version["version"], kind):
+                seen.update((f"v{version['version']}:{row['row_id']}", key_text(row, key)) for row in rows)
     return seen
 
 
@@ -98,9 +99,10 @@ class RowStager:
 
     Each chunk is filtered and staged as it comes, so a stage's memory follows its chunk,
     not its number of queries: every filter judges a row alone or with the other samples
-    of its list, which a chunk of whole lists holds. A chain with a filter that compares a
-    row with every other row (dedup) keeps the rows until ``result`` and filters them
-    together, as a single ``stage_rows`` call does. ``extra_rows`` makes more rows from the
+    of its list, which a chunk of whole lists holds, except dedup, which compares a row
+    with the rows kept before it: a dedup filter runs as ``streaming()``, carrying from
+    chunk to chunk only the hashes, signatures or embeddings of the rows it kept, so the
+    verdicts are those of one run over every row. ``extra_rows`` makes more rows from the
     kept rows of a chunk (consensus rows: one per list, whose samples a chunk holds whole).
     """
 
@@ -108,40 +110,34 @@ class RowStager:
                  extra_rows: Callable[[list[dict]], list[dict]] | None = None):
         self.spec, self.warehouse, self.version, self.kind = spec, warehouse, version, kind
         self.extra_rows = extra_rows
-        self.chain = filter_chain(spec, warehouse, kind, snapshot_ids)
-        self.whole_set = any(f.name in DEDUP_FILTERS for f in self.chain)
-        self.accepted: list[dict] = []
-        self.rejected: list[tuple[dict, str, str, float | None]] = []
+        self.chain = [f.streaming() if f.name in DEDUP_FILTERS else f
+                      for f in filter_chain(spec, warehouse, kind, snapshot_ids)]
         self.totals = {"attempted": 0, "accepted": 0, "rejections": Counter(), "filters": None}
 
     def add(self, accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> None:
-        self.accepted += accepted
-        self.rejected += rejected
-        if not self.whole_set:
-            self._stage()
+        self._stage(accepted, rejected)
 
     def result(self) -> dict:
         """Counts over every chunk: attempted, accepted, rejections, filters (per step)."""
-        if self.accepted or self.rejected or self.totals["filters"] is None:
-            self._stage()
+        if self.totals["filters"] is None:  # no chunk came: the chain's steps, counted 0
+            self._stage([], [])
         return {**self.totals, "rejections": dict(self.totals["rejections"])}
 
-    def _stage(self) -> None:
-        result = run_chain(self.chain, self.accepted)
+    def _stage(self, accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> None:
+        result = run_chain(self.chain, accepted)
         for row, verdicts in zip(result.kept, result.verdicts):
             row["filter_verdicts"] = {label: {"keep": v.keep, "reason": v.reason, "score": v.score}
                                       for label, v in verdicts.items()}
         filtered = [(r.row, r.filter, r.reason, r.score) for r in result.rejected]
         staged = result.kept + (self.extra_rows(result.kept) if self.extra_rows else [])
         add_rows(self.warehouse, self.spec.dataset, self.version, self.kind, staged)
-        add_rejections(self.warehouse, self.spec.dataset, self.version, self.kind, self.rejected + filtered)
+        add_rejections(self.warehouse, self.spec.dataset, self.version, self.kind, rejected + filtered)
         totals = self.totals
-        totals["attempted"] += len(self.accepted) + len(self.rejected)
+        totals["attempted"] += len(accepted) + len(rejected)
         totals["accepted"] += len(staged)
         totals["rejections"].update(f"{stage}:{_reason_class(reason)}"
-                                    for _, stage, reason, _ in self.rejected + filtered)
+                                    for _, stage, reason, _ in rejected + filtered)
         totals["filters"] = _add_steps(totals["filters"], result.steps)
-        self.accepted, self.rejected = [], []
 
 
 def _add_steps(total: list[dict] | None, steps: list[dict]) -> list[dict]:
