@@ -71,6 +71,8 @@ def test_a_build_killed_at_any_publish_step_is_completed_by_the_next(prefect_har
     assert summary["outputs"] == [str(out / DATASET / "v1" / name) for name in ("listwise.parquet", "README.md")]
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
 
+    assert build_flow(str(spec))["outcome"] == "unchanged"  # nothing changed since v1
+    spec.write_text(spec.read_text() + "publish: always\n")
     again = build_flow(str(spec))  # an ordinary rebuild afterwards publishes as usual
     assert (again["outcome"], again["version"]) == ("published", 2)
     assert versions_in(out) == ([(1, "published"), (2, "published")], [1, 2])
