@@ -109,8 +109,9 @@ class CallWriter:
     """Writes call records from a background thread: each write commits what arrived since
     the previous one, and writes start at most every ``min_interval_s``.
 
-    ``add`` never blocks the event loop; leaving the ``async with`` writes what is left (also
-    when the run fails, so answers already paid for are kept) and re-raises a write error.
+    ``add`` never blocks the event loop; leaving the ``async with`` writes what is left at once,
+    without waiting out the interval (also when the run fails, so answers already paid for are
+    kept), and re-raises a write error.
     """
 
     def __init__(self, store: CallStore, min_interval_s: float = 0.1):
