@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import string
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -26,15 +27,19 @@ class Prompt:
     system: str
     user: str
 
-    def placeholders(self) -> set[str]:
+    def placeholders(self) -> frozenset[str]:
         """Names of the ``{fields}`` the template expects."""
+        return self._placeholders
+
+    @cached_property
+    def _placeholders(self) -> frozenset[str]:  # parsed once: render() checks them on every call
         formatter = string.Formatter()
-        return {
+        return frozenset(
             field
             for part in (self.system, self.user)
             for _, field, _, _ in formatter.parse(part)
             if field
-        }
+        )
 
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages with every placeholder filled; a missing value is an error."""

@@ -17,7 +17,7 @@ import generators.teachers.runner as runner_module
 from generators.teachers import Completion, TeacherBackend, TeacherConfig, TeacherRunner, TeacherStats, make_backend
 from tests.fake_teacher import FakeTeacher
 from tests.test_teachers_client import ranking_calls
-from warehouse.calls import CallStore
+from warehouse.calls import CallRecord, CallStore
 from warehouse.db import Warehouse
 
 SECRET = "sk-teachers-test-0123456789abcdef"
@@ -84,6 +84,25 @@ def test_answers_are_committed_while_the_run_goes_on(warehouse):
     backend = ScriptedBackend(after_first=wait_until_first_is_stored)
     answers, stats = TeacherRunner(backend, CallStore(warehouse), show_progress=False).run(ranking_calls(3))
     assert stats.calls_made == 3 and len(stored(warehouse)) == 3
+
+
+def test_the_writer_ends_without_waiting_out_its_interval(warehouse):
+    """Answers that arrive while the writer rests between commits are written as soon as the
+    run ends: a writer resting for an hour does not hold the run for that hour."""
+    reader = Warehouse(warehouse.con.cursor(), warehouse.path, read_only=False)
+    records = [CallRecord(call.key, "scripted-model", "scripted", 0, call.request_record(),
+                          Completion(status="ok", content="answer").as_record()) for call in ranking_calls(3)]
+
+    async def run() -> None:
+        async with runner_module.CallWriter(CallStore(warehouse), min_interval_s=3600) as writer:
+            writer.add(records[0])
+            while not stored(reader):  # the first commit is done: the writer now rests
+                await asyncio.sleep(0.01)
+            writer.add(records[1])
+            writer.add(records[2])
+
+    asyncio.run(asyncio.wait_for(run(), timeout=60))
+    assert set(stored(warehouse)) == {record.key for record in records}
 
 
 def test_answers_received_before_a_crash_are_kept(warehouse):

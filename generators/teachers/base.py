@@ -7,9 +7,10 @@ import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import AsyncIterator, Sequence
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
@@ -30,9 +31,21 @@ class Sampling(BaseModel):
     seed: int = 0
 
 
-# Serialises call-key payloads exactly as json.dumps(payload, sort_keys=True, ensure_ascii=False),
-# without building a new encoder for every key.
+# Serialises the non-string parts of call keys exactly as json.dumps(value, sort_keys=True,
+# ensure_ascii=False), without building a new encoder for every key.
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string, the same characters as ``_KEY_ENCODER`` writes (orjson escapes
+    every code point as json does with ensure_ascii=False) at a twentieth of its cost on long prompts."""
+    return orjson.dumps(text).decode()
+
+
+@lru_cache(maxsize=64)
+def _sampling_json(sampling: Sampling) -> str:
+    """The sampling part of a call key (the calls of a run share one ``Sampling``)."""
+    return _KEY_ENCODER.encode(sampling.model_dump())
 
 
 @dataclass(frozen=True)
@@ -58,15 +71,17 @@ class Call:
 
     @cached_property
     def key(self) -> str:  # computed once per call: it is looked up many times
-        payload = {
-            "model": self.model,
-            "sampling": self.sampling.model_dump(),
-            "messages": self.messages,
-            "sample_index": self.sample_index,
-        }
-        if self.grammar is not None:
-            payload["grammar"] = self.grammar
-        return hashlib.sha256(_KEY_ENCODER.encode(payload).encode()).hexdigest()
+        return hashlib.sha256(self.key_text().encode()).hexdigest()
+
+    def key_text(self) -> str:
+        """What the key hashes: ``json.dumps(payload, sort_keys=True, ensure_ascii=False)`` of
+        {model, sampling, messages, sample_index, grammar when set}, written field by field in
+        that sorted order, because json's string escaping costs more than the rest of a call."""
+        messages = ", ".join(f"[{_json_string(role)}, {_json_string(content)}]" for role, content in self.messages)
+        grammar = "" if self.grammar is None else f'"grammar": {_json_string(self.grammar)}, '
+        return (f'{{{grammar}"messages": [{messages}], "model": {_json_string(self.model)}, '
+                f'"sample_index": {_KEY_ENCODER.encode(self.sample_index)}, '
+                f'"sampling": {_sampling_json(self.sampling)}}}')
 
     @property
     def seed(self) -> int:

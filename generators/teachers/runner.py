@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -108,16 +109,17 @@ class CallWriter:
     """Writes call records from a background thread: each write commits what arrived since
     the previous one, and writes start at most every ``min_interval_s``.
 
-    ``add`` never blocks the event loop; leaving the ``async with`` writes what is left (also
-    when the run fails, so answers already paid for are kept) and re-raises a write error.
+    ``add`` never blocks the event loop; leaving the ``async with`` writes what is left at once,
+    without waiting out the interval (also when the run fails, so answers already paid for are
+    kept), and re-raises a write error.
     """
 
-    def __init__(self, store: CallStore, min_interval_s: float = 0.02):
+    def __init__(self, store: CallStore, min_interval_s: float = 0.1):
         self._store = store
         self._min_interval_s = min_interval_s
         self._pending: list[CallRecord] = []
         self._wake = asyncio.Event()
-        self._closing = False
+        self._closing = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "CallWriter":
@@ -125,7 +127,7 @@ class CallWriter:
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        self._closing = True
+        self._closing.set()
         self._wake.set()
         await self._task
 
@@ -138,7 +140,7 @@ class CallWriter:
     async def _write_until_closed(self) -> None:
         while True:
             if not self._pending:
-                if self._closing:
+                if self._closing.is_set():
                     return
                 self._wake.clear()
                 await self._wake.wait()
@@ -147,8 +149,9 @@ class CallWriter:
             started = time.perf_counter()
             await asyncio.to_thread(self._store.record_many, batch)
             rest = self._min_interval_s - (time.perf_counter() - started)
-            if rest > 0 and not self._closing:  # let a few more answers join the next commit
-                await asyncio.sleep(rest)
+            if rest > 0 and not self._closing.is_set():  # let more answers join the next commit
+                with contextlib.suppress(asyncio.TimeoutError):  # the end of the run writes at once
+                    await asyncio.wait_for(self._closing.wait(), rest)
 
 
 class LiveProgress:
