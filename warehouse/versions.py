@@ -360,23 +360,34 @@ def load_rows(warehouse: Warehouse, dataset: str, version: int, kind: str) -> li
     return [{**json.loads(data), **json.loads(lineage)} for data, lineage in rows]
 
 
+# Rows a read of ``row_batches`` fetches at once, in batches: each read scans the version's
+# rows (row ids are hashes, so a range of them is spread over the table), so fewer, larger
+# reads cost less; this many rows of listwise JSON are ~300 MB at most.
+ROWS_PER_READ = 10_000
+
+
 def row_batches(warehouse: Warehouse, dataset: str, version: int, kind: str, batch_rows: int = 1000,
                 lineage_only: bool = False) -> Iterator[list[dict]]:
     """The rows of ``load_rows`` in batches of exactly ``batch_rows`` (the last one fewer),
     read as they are used: the whole kind is never in memory at once, in Python or in DuckDB
-    (the row ids are sorted first, then each batch is read by its id range; sorting whole
-    rows would hold them all). With ``lineage_only`` the rows hold only their lineage fields."""
+    (the row ids are sorted first, then ``ROWS_PER_READ`` rows at a time are read by their
+    id range; sorting whole rows would hold them all). With ``lineage_only`` the rows hold
+    only their lineage fields."""
     key = [dataset, version, kind]
     row_ids = [row_id for (row_id,) in warehouse.con.execute(
         "SELECT row_id FROM dataset_rows WHERE dataset = ? AND version = ? AND kind = ? ORDER BY row_id",
         key).fetchall()]
     columns = "lineage" if lineage_only else "data, lineage"
-    for start in range(0, len(row_ids), batch_rows):
-        first, last = row_ids[start], row_ids[min(start + batch_rows, len(row_ids)) - 1]
+    per_read = max(ROWS_PER_READ // batch_rows, 1) * batch_rows
+    for start in range(0, len(row_ids), per_read):
+        first, last = row_ids[start], row_ids[min(start + per_read, len(row_ids)) - 1]
         found = warehouse.con.execute(
             f"SELECT {columns} FROM dataset_rows WHERE dataset = ? AND version = ? AND kind = ? "
             "AND row_id BETWEEN ? AND ? ORDER BY row_id", [*key, first, last]).fetchall()
-        yield [{k: v for part in parts for k, v in json.loads(part).items()} for parts in found]
+        for batch in range(0, len(found), batch_rows):
+            yield [{k: v for part in parts for k, v in json.loads(part).items()}
+                   for parts in found[batch:batch + batch_rows]]
+        del found
 
 
 def row_record(warehouse: Warehouse, dataset: str, version: int, row_id: str) -> list[dict]:
