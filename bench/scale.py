@@ -12,7 +12,13 @@ in its own process (wall time and that process's peak RSS):
   wall, the flow's candidates / listwise / publish+export seconds, peak RSS, warehouse size;
 - the rerun of each build (every answer stored): wall with Prefect's temporary server
   (no PREFECT_API_URL) and, with ``--prefect-server``, against a running Prefect server;
-- per-query slopes of candidates + listwise, and of peak RSS, between consecutive sizes.
+- per-query slopes of candidates + listwise, and of peak RSS, between consecutive sizes;
+- with ``--dask``, the largest build again on a local Dask cluster of 2 workers, from a copy
+  of the warehouse as the threads build found it, and whether its rows are the same.
+
+A rerun is the same spec again: with ``publish: if_changed`` (the default) it builds nothing
+and publishes nothing, so its time is the fixed cost of a build (README, "Cost that follows
+the work").
 
     .venv/bin/python bench/scale.py                                   # 1M passages, 100k queries
     .venv/bin/python bench/scale.py --passages 100000 --queries 10000 --asks 1000,10000
@@ -186,8 +192,7 @@ from flows.prefect_server import start_server_early
 start_server_early()  # as `synthrank build` does
 from flows.build import run_build
 summary = run_build(sys.argv[1])
-print("SUMMARY=" + json.dumps({"wall_seconds": summary["wall_seconds"], "timings": summary["timings"],
-                               "counts": summary["counts"], "teachers": summary["teachers"]}))
+print("SUMMARY=" + json.dumps({key: summary.get(key) for key in ("outcome", "wall_seconds", "timings", "teachers")}))
 """
 
 
@@ -196,14 +201,13 @@ def build(spec: Path, env: dict | None = None) -> dict:
     # DuckDB may draw a progress bar on the same line: take what follows the marker
     summary = next(json.loads(line.split("SUMMARY=", 1)[1]) for line in result["stdout"].splitlines()
                    if "SUMMARY=" in line)
-    timings = summary["timings"]
-    return {"wall": result["wall"], "cpu": result["cpu"], "rss_mib": result["rss_mib"], "flow": summary["wall_seconds"],
-            "candidates": timings.get("candidates_seconds", 0.0),
-            "listwise": timings["stage_seconds"].get("listwise", 0.0),
-            "export": summary["wall_seconds"] - timings["build_seconds"],
-            "calls": sum(t["calls_made"] for t in summary["teachers"]),
-            "reused": sum(t["calls_reused"] for t in summary["teachers"]),
-            "rows": summary["counts"].get("listwise", 0)}
+    timings, teachers = summary["timings"] or {}, summary["teachers"] or []  # none when unchanged
+    flow = summary["wall_seconds"] or 0.0
+    return {"wall": result["wall"], "cpu": result["cpu"], "rss_mib": result["rss_mib"], "flow": flow,
+            "outcome": summary["outcome"], "candidates": timings.get("candidates_seconds", 0.0),
+            "listwise": timings.get("stage_seconds", {}).get("listwise", 0.0),
+            "export": flow - timings.get("build_seconds", flow),
+            "calls": sum(t["calls_made"] for t in teachers), "reused": sum(t["calls_reused"] for t in teachers)}
 
 
 def copy_warehouse(work: Path, into: Path) -> None:
@@ -322,8 +326,7 @@ def _row_line(row: dict) -> str:
     api = f" | rerun with PREFECT_API_URL {row['rerun_api']['wall']:.1f} s" if "rerun_api" in row else ""
     return (f"asks {row['asks']}: first {first['wall']:.1f} s, {first['cpu']:.1f} s CPU (candidates {first['candidates']:.1f}, listwise "
             f"{first['listwise']:.1f}, publish+export {first['export']:.1f}; {first['calls']} calls), peak "
-            f"{first['rss_mib']:.0f} MiB | rerun {rerun['wall']:.1f} s, {rerun['cpu']:.1f} s CPU (flow {rerun['flow']:.1f}, "
-            f"{rerun['calls']} calls, {rerun['reused']} reused){api}")
+            f"{first['rss_mib']:.0f} MiB | rerun {rerun['wall']:.1f} s, {rerun['cpu']:.1f} s CPU ({rerun['outcome']}){api}")
 
 
 def table(rows: list[dict], args, ingest: dict, raw: float, index: dict) -> str:
@@ -333,15 +336,15 @@ def table(rows: list[dict], args, ingest: dict, raw: float, index: dict) -> str:
              f"read_json {raw:.1f} s; bm25 index built once {index['wall']:.1f} s ({index['cpu']:.1f} s CPU, "
              f"peak {index['rss_mib']:.0f} MiB)", "",
              "| queries asked | first build wall (CPU) | candidates | listwise | publish+export | peak RSS | "
-             "warehouse | rerun wall, CPU (flow) | rerun, API set | load |",
+             "warehouse | rerun wall, CPU (outcome) | rerun, API set | load |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         first, rerun = row["first"], row["rerun"]
-        api = (f"{row['rerun_api']['wall']:.1f} s, {row['rerun_api']['cpu']:.1f} s ({row['rerun_api']['flow']:.1f} s)"
+        api = (f"{row['rerun_api']['wall']:.1f} s, {row['rerun_api']['cpu']:.1f} s ({row['rerun_api']['outcome']})"
                if "rerun_api" in row else "—")
         lines.append(f"| {row['asks']:,} | {first['wall']:.1f} s ({first['cpu']:.1f} s) | {first['candidates']:.1f} s | "
                      f"{first['listwise']:.1f} s | {first['export']:.1f} s | {first['rss_mib']:,.0f} MiB | "
-                     f"{row['warehouse_mib']:,.0f} MiB | {rerun['wall']:.1f} s, {rerun['cpu']:.1f} s ({rerun['flow']:.1f} s) | {api} | "
+                     f"{row['warehouse_mib']:,.0f} MiB | {rerun['wall']:.1f} s, {rerun['cpu']:.1f} s ({rerun['outcome']}) | {api} | "
                      f"{row['load']:.1f} |")
     lines.append("")
     for low, high in zip(rows, rows[1:]):
