@@ -114,16 +114,14 @@ class RowStager:
                       for f in filter_chain(spec, warehouse, kind, snapshot_ids)]
         self.totals = {"attempted": 0, "accepted": 0, "rejections": Counter(), "filters": None}
 
-    def add(self, accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> None:
-        self._stage(accepted, rejected)
-
     def result(self) -> dict:
         """Counts over every chunk: attempted, accepted, rejections, filters (per step)."""
         if self.totals["filters"] is None:  # no chunk came: the chain's steps, counted 0
-            self._stage([], [])
+            self.add([], [])
         return {**self.totals, "rejections": dict(self.totals["rejections"])}
 
-    def _stage(self, accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> None:
+    def add(self, accepted: list[dict], rejected: list[tuple[dict, str, str, float | None]]) -> None:
+        """Filter one chunk's accepted rows and stage them with the chunk's rejections."""
         result = run_chain(self.chain, accepted)
         for row, verdicts in zip(result.kept, result.verdicts):
             row["filter_verdicts"] = {label: {"keep": v.keep, "reason": v.reason, "score": v.score}
