@@ -101,7 +101,7 @@ def build_candidates(spec_path: str, snapshot_ids: list[str]) -> int:
                         for shard in shards(queries, RETRIEVE_SHARD)]
     while pending:  # popped, so a stored shard's lists are freed
         snapshot_id, config, future = pending.pop(0)
-        lists = future.result()
+        lists = future.result().take()
         store_candidates(warehouse, snapshot_id, config.retriever_id(), lists)
         computed += len(lists)
     get_run_logger().info("candidates: %d lists computed", computed)

@@ -19,7 +19,7 @@ at most the shards in flight. Workers read the teacher's key from their own envi
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Generic, Sequence, TypeVar
 
 import numpy as np
 from prefect import task
@@ -30,27 +30,49 @@ from generators.candidates import CandidateConfig, Ranked, rank_candidates
 from generators.embeddings import encode
 from generators.teachers import Call, Completion, TeacherBackend, TeacherConfig, make_backend
 
+T = TypeVar("T")
+
+
+class Handoff(Generic[T]):
+    """A shard's result, which the flow takes out once.
+
+    Prefect keeps every task's result in the flow run's context until the flow ends
+    (``FlowRunContext.run_results``, for dependency tracking), so lists, answers or vectors
+    returned as they are would all stay in memory for the whole build: at 100,000 queries,
+    every candidate list. Returned in a ``Handoff``, only the emptied box stays."""
+
+    def __init__(self, value: T):
+        self._value: T | None = value
+
+    def take(self) -> T:
+        """The result; the box is empty afterwards (a second take is an error)."""
+        if self._value is None:
+            raise RuntimeError("this shard's result was already taken")
+        value, self._value = self._value, None
+        return value
+
+
 # Texts per embedding shard: a multiple of the encoder's batch size (64), so every batch,
 # and so every vector, is the same as in an unsharded run.
 EMBED_SHARD = 512
 
 
 @task(name="embed-shard", cache_policy=NO_CACHE)
-def embed_shard(texts: list[str], model: str) -> np.ndarray:
-    return encode(texts, model)
+def embed_shard(texts: list[str], model: str) -> Handoff[np.ndarray]:
+    return Handoff(encode(texts, model))
 
 
 def encode_in_shards(texts: list[str], model: str) -> np.ndarray:
     """``encode`` with the texts split into shards that run in parallel on the task runner."""
     futures = [embed_shard.submit(texts[i:i + EMBED_SHARD], model) for i in range(0, len(texts), EMBED_SHARD)]
-    return np.vstack([future.result() for future in futures]) if futures else encode([], model)
+    return np.vstack([future.result().take() for future in futures]) if futures else encode([], model)
 
 
 @task(name="retrieve", cache_policy=NO_CACHE)
-def retrieve_shard(indexes: dict[str, str], queries: dict[str, str], config: CandidateConfig) -> Ranked:
+def retrieve_shard(indexes: dict[str, str], queries: dict[str, str], config: CandidateConfig) -> Handoff[Ranked]:
     """Candidate lists of some queries of one source, from its saved index folders,
     computed where the task runner puts it."""
-    return rank_candidates(indexes, queries, config)
+    return Handoff(rank_candidates(indexes, queries, config))
 
 
 def answer_calls(backend: TeacherBackend, calls: Sequence[Call]) -> list[tuple[Call, Completion]]:
@@ -62,9 +84,9 @@ def answer_calls(backend: TeacherBackend, calls: Sequence[Call]) -> list[tuple[C
 
 
 @task(name="teacher-shard", cache_policy=NO_CACHE)
-def answer_shard(teacher: dict, calls: list[Call]) -> list[tuple[Call, Completion]]:
+def answer_shard(teacher: dict, calls: list[Call]) -> Handoff[list[tuple[Call, Completion]]]:
     """One shard of teacher calls, run where the task runner puts it."""
-    return answer_calls(make_backend(TeacherConfig.model_validate(teacher)), calls)
+    return Handoff(answer_calls(make_backend(TeacherConfig.model_validate(teacher)), calls))
 
 
 class ShardedBackend(TeacherBackend):
@@ -83,6 +105,7 @@ class ShardedBackend(TeacherBackend):
         self.in_flight = len(calls)
         finished = as_completed(futures)
         while (future := await asyncio.to_thread(next, finished, None)) is not None:
-            for call, completion in await asyncio.to_thread(future.result):
+            answers = (await asyncio.to_thread(future.result)).take()
+            for call, completion in answers:
                 self.in_flight -= 1
                 yield call, completion

@@ -17,7 +17,9 @@ import hashlib
 import json
 import logging
 import random
+import threading
 from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -155,6 +157,41 @@ def _docids(folder: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- retrieval
 
+_loaded: dict[Path, list] = {}  # index folder -> [what was loaded, shards using it]
+_loaded_lock = threading.Lock()
+
+
+@contextmanager
+def _shared_index(folder: Path, load):
+    """``load(folder)``, once per process for all the shards that use the folder at once,
+    let go when the last of them is done. With ``runner: threads`` each shard in flight used
+    to load its own copy: on 1M passages, 4 x (the docids, ~70 MiB; bm25s's vocabulary; the
+    pages of the memory-mapped index it touched)."""
+    with _loaded_lock:
+        entry = _loaded.setdefault(folder, [None, 0])
+        if entry[1] == 0:
+            entry[0] = load(folder)
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        with _loaded_lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _loaded[folder]
+
+
+def _load_bm25(folder: Path) -> tuple[object | None, list[str]]:
+    """(bm25s retriever, memory-mapped; None for an empty corpus, which saves none), docids."""
+    docids = _docids(folder)
+    return (_import_bm25s().BM25.load(str(folder), mmap=True, show_progress=False) if docids else None), docids
+
+
+def _load_dense(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """(passage vectors, memory-mapped), docids."""
+    return np.load(folder / "vectors.npy", mmap_mode="r"), _docids(folder)
+
+
 def bm25_candidates(folder: str | Path, queries: dict[str, str], k: int, stopwords: str | None = "en") -> Ranked:
     """qid -> [(docid, score), ...], the top ``k`` passages by BM25 (bm25s's index and
     scores), best first, ties by passage order, from the index saved in ``folder``.
@@ -162,20 +199,18 @@ def bm25_candidates(folder: str | Path, queries: dict[str, str], k: int, stopwor
     Scores are bm25s's ``get_scores``; the top k are chosen by ``_top_indices``, not by
     bm25s's ``retrieve``, whose selection costs ~50 ms a query on 1M passages (5x the
     scoring) and orders ties arbitrarily."""
-    bm25s = _import_bm25s()
-    folder = Path(folder)
-    docids = _docids(folder)
     qids = list(queries)
-    if not qids or not docids:
-        return {qid: [] for qid in qids}
-    retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
-    tokens = bm25s.tokenize([queries[q] for q in qids], stopwords=stopwords, show_progress=False, return_ids=False)
-    top = min(k, len(docids))
-    ranked = {}
-    for qid, query_tokens in zip(qids, tokens):
-        scores = retriever.get_scores(query_tokens) if query_tokens else np.zeros(len(docids), retriever.dtype)
-        ranked[qid] = [(docids[int(i)], float(scores[i])) for i in _top_indices(scores, top)]
-    return ranked
+    with _shared_index(Path(folder), _load_bm25) as (retriever, docids):
+        if not qids or not docids:
+            return {qid: [] for qid in qids}
+        tokens = _import_bm25s().tokenize([queries[q] for q in qids], stopwords=stopwords, show_progress=False,
+                                          return_ids=False)
+        top = min(k, len(docids))
+        ranked = {}
+        for qid, query_tokens in zip(qids, tokens):
+            scores = retriever.get_scores(query_tokens) if query_tokens else np.zeros(len(docids), retriever.dtype)
+            ranked[qid] = [(docids[int(i)], float(scores[i])) for i in _top_indices(scores, top)]
+        return ranked
 
 
 # Queries scored against the passage matrix at once: bounds the similarity block in memory
@@ -188,21 +223,19 @@ def dense_candidates(folder: str | Path, queries: dict[str, str], k: int, model:
     from the embeddings saved in ``folder``."""
     from generators.embeddings import encode
 
-    folder = Path(folder)
-    docids = _docids(folder)
     qids = list(queries)
-    if not qids or not docids:
-        return {qid: [] for qid in qids}
-    passage_vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-    top = min(k, len(docids))
-    ranked = {}
-    for start in range(0, len(qids), DENSE_QUERY_BLOCK):
-        block = qids[start:start + DENSE_QUERY_BLOCK]
-        similarities = encode([queries[q] for q in block], model) @ passage_vectors.T
-        for row, qid in enumerate(block):
-            order = _top_indices(similarities[row], top)
-            ranked[qid] = [(docids[int(i)], float(similarities[row, i])) for i in order]
-    return ranked
+    with _shared_index(Path(folder), _load_dense) as (passage_vectors, docids):
+        if not qids or not docids:
+            return {qid: [] for qid in qids}
+        top = min(k, len(docids))
+        ranked = {}
+        for start in range(0, len(qids), DENSE_QUERY_BLOCK):
+            block = qids[start:start + DENSE_QUERY_BLOCK]
+            similarities = encode([queries[q] for q in block], model) @ passage_vectors.T
+            for row, qid in enumerate(block):
+                order = _top_indices(similarities[row], top)
+                ranked[qid] = [(docids[int(i)], float(similarities[row, i])) for i in order]
+        return ranked
 
 
 def _top_indices(scores: np.ndarray, top: int) -> np.ndarray:

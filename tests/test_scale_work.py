@@ -4,14 +4,17 @@ listwise staging, exports streamed in row groups."""
 from __future__ import annotations
 
 import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from generators.candidates import (CandidateConfig, _top_indices, bm25_index_name, ensure_candidates, passage_text,
-                                   selected_queries)
+from generators.candidates import (CandidateConfig, _top_indices, bm25_candidates, bm25_index_name, ensure_candidates,
+                                   ensure_indexes, passage_text, selected_queries)
 from warehouse.candidates import load_candidates, stored_qids
 from warehouse.db import Warehouse
 from warehouse.formats.registry import write_parquet, write_parquet_batches
@@ -56,6 +59,81 @@ def test_bm25_lists_come_only_for_the_asked_queries_from_an_index_built_once(tmp
         queries = {qid: text for qid, (text, _) in load_queries(wh, sid).items() if qid in stored}
         expected = one_pass_bm25(load_passages(wh, sid), queries, 10)
     assert {qid: [d for d, _ in ranked] for qid, ranked in stored.items()} == expected
+
+
+def cisi_index(wh: Warehouse, shared_data) -> tuple[dict[str, str], dict[str, str]]:
+    """The CISI snapshot's saved BM25 index folders and its queries (qid -> text)."""
+    snapshot, _ = ingest(wh, str(shared_data / "cisi"), "cisi", "library-science")
+    indexes = ensure_indexes(wh, snapshot.snapshot_id, CandidateConfig(method="bm25"))
+    return indexes, {qid: text for qid, (text, _) in load_queries(wh, snapshot.snapshot_id).items()}
+
+
+def test_shards_retrieving_at_once_share_one_loaded_index(tmp_path, shared_data, monkeypatch):
+    import generators.candidates as candidates
+
+    loads = []
+    load_bm25 = candidates._load_bm25
+    monkeypatch.setattr(candidates, "_load_bm25", lambda folder: loads.append(folder) or load_bm25(folder))
+    with Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        indexes, queries = cisi_index(wh, shared_data)
+    folder = Path(indexes["bm25"])
+    alone = bm25_candidates(folder, queries, 10)
+    assert len(loads) == 1 and not candidates._loaded  # let go once its shard is done
+
+    parts = [dict(list(queries.items())[i::3]) for i in range(3)]
+    with candidates._shared_index(folder, candidates._load_bm25):  # a shard in flight
+        with ThreadPoolExecutor(3) as pool:
+            shards = list(pool.map(lambda part: bm25_candidates(folder, part, 10), parts))
+        assert len(loads) == 2  # the three shards used the index the one in flight loaded
+    assert not candidates._loaded
+    assert {qid: ranked for shard in shards for qid, ranked in shard.items()} == alone
+
+
+@pytest.mark.slow
+def test_retrieved_lists_are_freed_once_the_flow_takes_them(tmp_path, shared_data, prefect_harness):
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.build import shards
+    from flows.shards import retrieve_shard
+    from generators.candidates import rank_candidates
+
+    config = CandidateConfig(method="bm25", k=10)
+    with Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        indexes, queries = cisi_index(wh, shared_data)
+
+    @task(cache_policy=NO_CACHE)
+    def returned_as_it_is(shard: dict[str, str]) -> dict:
+        return rank_candidates(indexes, shard, config)
+
+    def holders(lists: dict) -> int:
+        """References to ``lists`` other than the caller's name and getrefcount's argument."""
+        return sys.getrefcount(lists) - 3
+
+    @task(cache_policy=NO_CACHE)  # as build_candidates: shards submitted from a task
+    def retrieve() -> tuple[dict, list[int], list[int]]:
+        parts = shards(queries, 20)
+        boxed = [retrieve_shard.submit(indexes, part, config) for part in parts]
+        plain = [returned_as_it_is.submit(part) for part in parts]
+        lists, held_boxed, held_plain = {}, [], []
+        for future in boxed:
+            ranked = future.result().take()
+            held_boxed.append(holders(ranked))
+            lists.update(ranked)
+        for future in plain:
+            ranked = future.result()
+            held_plain.append(holders(ranked) - 1)  # less the state of the future in `plain`
+        return lists, held_boxed, held_plain
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def build() -> tuple[dict, list[int], list[int]]:
+        return retrieve()
+
+    lists, held_boxed, held_plain = build()
+    assert lists == bm25_candidates(indexes["bm25"], queries, 10)
+    assert all(held_plain)  # Prefect keeps a task's result until the task that submitted it ends ...
+    assert held_boxed == [0, 0, 0, 0]  # ... but a shard's lists, taken from their box, are the flow's alone
 
 
 def test_top_indices_keep_a_stable_sort_order_among_ties():
