@@ -128,7 +128,7 @@ def export_parquet(spec_path: str, version: int) -> list[str]:
 
 
 @flow(name="synthrank-build")
-def build_flow(spec_path: str, wait_seconds: float = 0.0) -> dict:
+def build_flow(spec_path: str, wait_seconds: float = 0.0, only_if_changed: bool | None = None) -> dict:
     """Run a build spec end to end and publish a new version of its dataset.
 
     A build first completes what a killed build left: the export of a published version.
@@ -142,11 +142,15 @@ def build_flow(spec_path: str, wait_seconds: float = 0.0) -> dict:
     compares against published versions), its rows are staged again instead of running the
     stages. A build in which every teacher call, or more than ``max_failed_share`` of them,
     failed raises instead of publishing. The run's final state names the outcome (see
-    ``outcome_state``).
+    ``outcome_state``). ``only_if_changed`` is accepted, and ignored, for the scheduled runs
+    of deployments an older ``synthrank deploy`` registered with it.
     """
     started, started_at = time.perf_counter(), datetime.now()
     spec = load_spec(spec_path)
     logger = get_run_logger()
+    if only_if_changed is not None:
+        logger.warning("only_if_changed is ignored: the spec's publish setting decides (this deployment was "
+                       "registered by an older synthrank; run synthrank deploy again)")
     logger.info("build %s: kinds %s, teacher %s", spec.dataset, ", ".join(spec.kinds), spec.teacher.backend)
     with hold_warehouse(spec.warehouse_path, wait_seconds) as warehouse:
         snapshot_ids = ingest_sources(spec_path)

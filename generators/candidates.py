@@ -348,12 +348,6 @@ def run_lists(warehouse: Warehouse, snapshot_id: str, config: CandidateConfig, q
     return {qid: ranked[qid] for qid in queries if qid in ranked}
 
 
-def candidate_lists(warehouse: Warehouse, snapshot: Snapshot, config: CandidateConfig,
-                    count: int | None, seed: int) -> list[CandidateList]:
-    """The stored candidate lists of ``count`` selected queries of a snapshot."""
-    return lists_of(warehouse, snapshot, config, selected_queries(warehouse, snapshot.snapshot_id, count, seed))
-
-
 def lists_of(warehouse: Warehouse, snapshot: Snapshot, config: CandidateConfig, qids: list[str]
              ) -> list[CandidateList]:
     """The stored candidate lists of ``qids``, in that order (reads only those queries and lists)."""

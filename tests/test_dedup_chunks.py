@@ -8,13 +8,13 @@ import random
 
 import numpy as np
 import pytest
-import yaml
 
 from filters.dedup import ExactDedupFilter, MinHashDedupFilter, SemanticDedupFilter, minhash_signatures
 from flows.spec import load_spec
 from flows.stages.filtering import RowStager, stage_rows
 from warehouse.db import Warehouse
 from warehouse.versions import begin_version, load_rows
+from tests.specs import cisi_listwise_spec
 from tests.warehouse_support import publish
 
 CHUNKS = (2, 7, 1000)
@@ -98,17 +98,6 @@ def test_a_streaming_dedup_gives_the_verdicts_of_one_apply_over_every_chunk(name
     assert name == "semantic" or all(keep for keep, _, _ in whole[5:8])  # exact, MinHash: never duplicates
 
 
-def write_spec(tmp_path, shared_data, chain: list[dict]) -> str:
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "dataset": "stream", "output": str(tmp_path / "out"),
-        "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi")}],
-        "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
-        "filters": {"listwise": chain},
-    }))
-    return str(spec)
-
-
 def listwise_rows(queries: list[str], first: int = 0) -> list[dict]:
     """Two samples per list (one list per query), shaped as the listwise stage stages them."""
     return [{"row_id": f"list-{first + i:04d}-{sample}", "list_id": f"list-{first + i:04d}", "qid": f"q{first + i}",
@@ -135,7 +124,7 @@ def test_staging_in_chunks_of_lists_equals_staging_every_row_at_once(dedup, tmp_
         monkeypatch.setattr("filters.dedup.default_embed", request.getfixturevalue("stream_embed"))
     chain = [{"name": "length", "key": "query", "min_length": 5},  # a per-row step before dedup
              {**dedup, "key": "query", "group_field": "list_id", "against_published": True}]
-    spec = load_spec(write_spec(tmp_path, shared_data, chain))
+    spec = load_spec(cisi_listwise_spec(tmp_path / "spec.yaml", shared_data / "cisi", "stream", chain))
     published, queries = query_stream[:12], query_stream[12:]
     lists = listwise_rows(queries, first=100)
     invalid = [(row, "validate", "unparsable", None) for row in listwise_rows(queries[:3], first=900)]
@@ -169,17 +158,11 @@ def test_a_listwise_build_deduplicates_across_its_chunks_as_in_one(tmp_path, sha
     results = {}
     for chunk in CHUNKS:  # lists per chunk: 12, 4 and 1 chunks of 24 lists
         monkeypatch.setattr(listwise_stage, "LIST_CHUNK", chunk)
-        spec = tmp_path / f"chunk-{chunk}.yaml"
-        spec.write_text(yaml.safe_dump({
-            "dataset": f"cisi-dedup-{chunk}", "output": str(tmp_path / "out"),
-            "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"),
-                         "queries": 24}],
-            "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
-            "filters": {"listwise": [{"name": "minhash_dedup", "key": "query", "group_field": "list_id",
-                                      "threshold": 0.2, "shingle_size": 1}]},  # shared words: some queries
-            "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
-        }))
-        summary = run_build(str(spec))
+        spec = cisi_listwise_spec(tmp_path / f"chunk-{chunk}.yaml", shared_data / "cisi", f"cisi-dedup-{chunk}",
+                                  [{"name": "minhash_dedup", "key": "query", "group_field": "list_id",
+                                    "threshold": 0.2, "shingle_size": 1}],  # shared words: some queries
+                                  teacher.base_url, queries=24)
+        summary = run_build(spec)
         with Warehouse.open(summary["warehouse"], read_only=True) as wh:
             content = version_info(wh, summary["dataset"], summary["version"])["manifest"]["content"]
             rejections = wh.con.execute("SELECT row_id, stage, reason, score FROM rejections WHERE dataset = ? "

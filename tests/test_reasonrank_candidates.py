@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flows.spec import spec_from_dict
-from generators.candidates import CandidateConfig, candidate_lists, ensure_candidates, reciprocal_rank_fusion
+from generators.candidates import (CandidateConfig, ensure_candidates, lists_of, reciprocal_rank_fusion,
+                                   selected_queries)
 from tests.conftest import REPO
 from warehouse.candidates import load_candidates
 from warehouse.db import Warehouse
@@ -51,7 +52,7 @@ def test_dense_and_hybrid_lists_share_one_stored_set_of_embeddings(tmp_path):
         assert all(len(ranked) == 5 for ranked in (*dense_lists.values(), *hybrid_lists.values()))
         scores = [score for _, score in hybrid_lists["med-q1"]]
         assert scores == sorted(scores, reverse=True) and scores[0] <= 2 / 61
-        lists = candidate_lists(wh, snapshot, hybrid, count=2, seed=0)
+        lists = lists_of(wh, snapshot, hybrid, selected_queries(wh, snapshot.snapshot_id, 2, seed=0))
         assert len(lists) == 2 and all(lst.answers for lst in lists)  # the demo queries carry answers
 
 

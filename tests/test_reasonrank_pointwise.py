@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from generators.candidates import CandidateConfig, candidate_lists, ensure_candidates
+from generators.candidates import CandidateConfig, ensure_candidates, lists_of, selected_queries
 from generators.constraints import positives_grammar
 from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_samples
 from generators.pointwise import (REJECT_REASONS, PointwiseConfig, attach_positives, build_judgment_row,
@@ -61,7 +61,7 @@ def test_reference_answers_reach_pointwise_prompts_and_never_listwise_ones(tmp_p
         snapshot, _ = ingest(wh, str(REPO / "examples" / "demo" / "law"), "demo-law", "law")
         config = CandidateConfig(k=6)
         ensure_candidates(wh, snapshot.snapshot_id, config)
-        lists = candidate_lists(wh, snapshot, config, count=3, seed=0)
+        lists = lists_of(wh, snapshot, config, selected_queries(wh, snapshot.snapshot_id, 3, seed=0))
         passages = load_passages(wh, snapshot.snapshot_id)
         answers = [a for lst in lists for a in lst.answers]
         assert len(answers) == 3

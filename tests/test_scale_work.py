@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from generators.candidates import (CandidateConfig, _top_indices, bm25_candidates, bm25_index_name, ensure_candidates,
                                    ensure_indexes, passage_text, selected_queries)
+from tests.specs import cisi_listwise_spec
 from warehouse.candidates import load_candidates, stored_qids
 from warehouse.db import Warehouse
 from warehouse.formats.registry import write_parquet, write_parquet_batches
@@ -192,16 +192,9 @@ def test_listwise_rows_staged_in_chunks_equal_rows_staged_at_once(tmp_path, shar
     fingerprints, summaries = {}, {}
     for chunk in (2, 1000):  # five lists of two samples: three chunks, then one
         monkeypatch.setattr(listwise_stage, "LIST_CHUNK", chunk)
-        spec = tmp_path / f"chunk-{chunk}.yaml"
-        spec.write_text(yaml.safe_dump({
-            "dataset": f"cisi-chunk-{chunk}", "output": str(tmp_path / "out"),
-            "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"),
-                         "queries": 5}],
-            "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
-            "filters": {"listwise": [{"name": "consistency_agreement", "min_tau": -1.0}]},
-            "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
-        }))
-        summary = summaries[chunk] = run_build(str(spec))
+        spec = cisi_listwise_spec(tmp_path / f"chunk-{chunk}.yaml", shared_data / "cisi", f"cisi-chunk-{chunk}",
+                                  [{"name": "consistency_agreement", "min_tau": -1.0}], teacher.base_url, queries=5)
+        summary = summaries[chunk] = run_build(spec)
         with Warehouse.open(summary["warehouse"], read_only=True) as wh:
             fingerprints[chunk] = version_info(wh, summary["dataset"], summary["version"])["manifest"]["content"]
             assert len(stored_qids(wh, summary["snapshot_ids"][0], "bm25:k=4:stopwords=en")) == 5  # of 76
@@ -213,16 +206,9 @@ def test_listwise_rows_staged_in_chunks_equal_rows_staged_at_once(tmp_path, shar
     assert large["teachers"][0]["calls_made"] == 0  # the second build reused every answer
 
 
-def write_rerun_spec(tmp_path, shared_data, teacher, publish: str):
-    spec = tmp_path / f"rerun-{publish}.yaml"
-    spec.write_text(yaml.safe_dump({
-        "dataset": "cisi-rerun", "output": str(tmp_path / "out"), "publish": publish,
-        "sources": [{"name": "cisi", "domain": "library-science", "path": str(shared_data / "cisi"), "queries": 6}],
-        "candidates": {"method": "bm25", "k": 4}, "listwise": {"window": 4, "samples": 2},
-        "filters": {"listwise": [{"name": "consistency_agreement"}]},
-        "teacher": {"backend": "openai", "base_url": teacher.base_url, "model": "fake-teacher"},
-    }))
-    return str(spec)
+def write_rerun_spec(tmp_path, shared_data, teacher, publish: str) -> str:
+    return cisi_listwise_spec(tmp_path / f"rerun-{publish}.yaml", shared_data / "cisi", "cisi-rerun",
+                              [{"name": "consistency_agreement"}], teacher.base_url, queries=6, publish=publish)
 
 
 @pytest.mark.slow
@@ -243,7 +229,8 @@ def test_an_unchanged_rerun_builds_nothing_and_reused_rows_are_exactly_those_a_r
     with monkeypatch.context() as patched:
         other_code(patched)
         rebuilt_same = build.run_build(if_changed)  # its stages run again; no row changed: nothing published
-        after_rebuilt = build.run_build(if_changed)  # that code has checked v1: nothing to do
+        # that code has checked v1: nothing to do (with the parameter old deployments pass)
+        after_rebuilt = build.run_build(if_changed, only_if_changed=True)
     staged = build.run_build(always)  # another spec: its stages run, every answer stored
     reused = build.run_build(always)  # same inputs, same code: the rows of `staged`, no stage
     other_code(monkeypatch)
