@@ -158,7 +158,8 @@ class Stager:
             self.flush("passages")
         self.passage_writer.close()
         self._check_not_empty(require_queries)
-        self._check_duplicates("passages", "docid", "(title, text)", "passage", self.plan.merge_passages)
+        if self.bulk is None:  # the bulk corpus's scan found its ids unique
+            self._check_duplicates("passages", "docid", "(title, text)", "passage", self.plan.merge_passages)
         self._check_duplicates("queries", "qid", "(text, answers)", "query", self.plan.merge_queries)
         self._check_qrels()
 
@@ -194,10 +195,12 @@ class Stager:
             self.con.execute(f"DELETE FROM {staged} WHERE seq IN ({later})")
 
     def _check_qrels(self) -> None:
+        # the bulk corpus's scan found every qrels passage id: no second scan to look them up
+        passages = self._passages() if self.bulk is None else f"(SELECT DISTINCT docid FROM {self.table('qrels')})"
         rows = self.con.execute(
             f"SELECT r.seq, r.src, r.n, r.sub, r.qid, r.docid, q.qid IS NULL, p.docid IS NULL"
             f" FROM {self.table('qrels')} r LEFT JOIN {self.table('queries')} q USING (qid)"
-            f" LEFT JOIN {self._passages()} p ON p.docid = r.docid"
+            f" LEFT JOIN {passages} p ON p.docid = r.docid"
             f" WHERE q.qid IS NULL OR p.docid IS NULL ORDER BY r.seq").fetchall()
         for seq, src, n, sub, qid, docid, no_query, _ in rows:
             where = (src, n, sub or "")
