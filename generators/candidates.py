@@ -168,9 +168,9 @@ def _shared_index(folder: Path, load):
     to load its own copy: on 1M passages, 4 x (the docids, ~70 MiB; bm25s's vocabulary; the
     pages of the memory-mapped index it touched)."""
     with _loaded_lock:
-        entry = _loaded.setdefault(folder, [None, 0])
-        if entry[1] == 0:
-            entry[0] = load(folder)
+        entry = _loaded.get(folder)
+        if entry is None:
+            entry = _loaded[folder] = [load(folder), 0]
         entry[1] += 1
     try:
         yield entry[0]
