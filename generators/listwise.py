@@ -318,12 +318,24 @@ def rank_samples(planned: list[PlannedSample], runner: TeacherRunner,
     rankings = [SampleRanking.start(sample) for sample in planned]
     stats = TeacherStats()
     while active := [r for r in rankings if r.pending]:
-        calls = [r.next_call() for r in active]
-        answers, round_stats = runner.run(calls, label)
-        stats.add(round_stats)
-        for ranking, call in zip(active, calls):
-            ranking.record(call, answers[call.key])
+        stats.add(rank_round(active, runner, label))
     return rankings, stats
+
+
+def rank_round(active: list[SampleRanking], runner: TeacherRunner, label: str) -> TeacherStats:
+    """Send the next window of every sample in ``active``; each answer is recorded (parsed,
+    validated) as it arrives, while the round's other calls are in flight."""
+    waiting: dict[str, list[tuple[SampleRanking, Call]]] = {}  # key -> the samples asking it
+    for ranking in active:
+        call = ranking.next_call()
+        waiting.setdefault(call.key, []).append((ranking, call))
+
+    def record(key: str, completion: Completion) -> None:
+        for ranking, call in waiting.pop(key):
+            ranking.record(call, completion)
+
+    _, stats = runner.run([asked[0][1] for asked in waiting.values()], label, record)
+    return stats
 
 
 def top_up_samples(rankings: Sequence[SampleRanking], config: ListwiseConfig, seed: int = 0) -> list[PlannedSample]:

@@ -85,3 +85,22 @@ def test_fifty_candidates_through_the_runner_against_a_score_teacher(tmp_path):
         _, again = rank_samples(plan_samples(lists, passages, prompt, config, backend.model,
                                              Sampling(max_tokens=4096)), runner)
         assert again.calls_made == 0 and again.calls_reused == 10
+
+
+def test_samples_asking_the_same_calls_each_record_every_answer(tmp_path):
+    """Two lists with the same query and candidates ask the same calls in every round: each call
+    is made once and its answer, recorded as it arrives, reaches both samples."""
+    presented, scores, truth = scored_list(30, seed=3)
+    passages = {d: (f"Passage {d}", f"score={scores[d]}") for d in presented}
+    lists = [CandidateList("snap", "library", qid, "which first?", presented) for qid in ("q1", "q2")]
+    config = ListwiseConfig(window=20, stride=10, depth=30, passes="full", passage_tokens=32)
+    prompt = load_prompt("listwise_reasonrank")
+    with FakeTeacher(mode="score", latency_ms=0) as teacher, Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        backend = OpenAIBackend(teacher.base_url, "fake-scorer", max_in_flight=4)
+        planned = plan_samples(lists, passages, prompt, config, backend.model, Sampling(max_tokens=4096))
+        rankings, stats = rank_samples(planned, TeacherRunner(backend, CallStore(wh), show_progress=False))
+    rows = [build_row(ranking, prompt, backend.name) for ranking in rankings]
+    assert [row["qid"] for row in rows] == ["q1", "q2"]
+    assert rows[0]["final_list"] == rows[1]["final_list"] == truth
+    assert rows[0]["call_keys"] == rows[1]["call_keys"] and rows[0]["windows"] == rows[1]["windows"]
+    assert stats.calls_made == len(rows[0]["call_keys"]) == len(window_schedule(30, 20, 10, "full"))

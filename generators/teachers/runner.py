@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -79,21 +80,31 @@ class TeacherRunner:
         self.store = store
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
 
-    def run(self, calls: Sequence[Call], label: str = "teacher") -> tuple[dict[str, Completion], TeacherStats]:
-        """Answer every call; returns key -> completion (failed ones included) and the stats."""
+    def run(self, calls: Sequence[Call], label: str = "teacher",
+            on_answer: Callable[[str, Completion], None] | None = None
+            ) -> tuple[dict[str, Completion], TeacherStats]:
+        """Answer every call; returns key -> completion (failed ones included) and the stats.
+
+        ``on_answer(key, completion)``, when given, is called once per distinct key as its answer
+        is known: the stored ones first, then each new one as it arrives (in the event loop, while
+        other calls are in flight), so a caller can use answers without waiting for the last."""
         unique = list({call.key: call for call in calls}.values())
         stored = self.store.stored_answers(call.key for call in unique)
         answers = {key: Completion(**record) for key, record in stored.items()}
         todo = [call for call in unique if call.key not in answers]
         stats = TeacherStats(calls_reused=len(unique) - len(todo))
         started = time.perf_counter()
+        if on_answer:
+            for key, completion in answers.items():
+                on_answer(key, completion)
         if todo:
-            _run_coroutine(self._run_new(todo, answers, stats, label))
+            with fewer_collections():
+                _run_coroutine(self._run_new(todo, answers, stats, label, on_answer))
         stats.seconds = time.perf_counter() - started
         return answers, stats
 
     async def _run_new(self, todo: list[Call], answers: dict[str, Completion], stats: TeacherStats,
-                       label: str) -> None:
+                       label: str, on_answer: Callable[[str, Completion], None] | None) -> None:
         backend = self.backend
         with LiveProgress(label, len(todo), enabled=self.show_progress) as progress:
             async with CallWriter(self.store) as writer:
@@ -102,7 +113,55 @@ class TeacherRunner:
                                           call.request_record(), completion.as_record()))
                     answers[call.key] = completion
                     stats.count(completion)
+                    if on_answer:
+                        on_answer(call.key, completion)
                     progress.update(stats, backend.in_flight)
+
+
+class _CollectorPause:
+    """Garbage collection eased while calls run (process-wide, so counted: nested or concurrent
+    runs share one pause, and the last to leave restores the collector as it found it).
+
+    Why: at C = 256 a run keeps ~256 requests' objects alive for their latency, so with the
+    default young-generation threshold (700 allocations) they are promoted, pending old objects
+    pile up and trigger full collections, each traversing every object of the process (the
+    planned samples, answers and rows): 700–1,100 young and 5–10 full collections, ~1 s of a
+    12,800-call run. So during a run the young threshold is raised (most request objects die by
+    reference count before a collection sees them) and the objects that existed before it are
+    frozen (``gc.freeze``: full collections skip them; unfrozen after the run, so any garbage
+    among them is still collected then). A freeze made by someone else is left alone.
+    """
+
+    YOUNG_THRESHOLD = 50_000
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._thresholds: tuple[int, int, int] | None = None
+        self._froze = False
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._users == 0:
+                self._thresholds = gc.get_threshold()
+                self._froze = gc.get_freeze_count() == 0
+                if self._froze:
+                    gc.freeze()
+                gc.set_threshold(max(self.YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    gc.set_threshold(*self._thresholds)
+                    if self._froze:
+                        gc.unfreeze()
+
+
+fewer_collections = _CollectorPause()
 
 
 class CallWriter:
