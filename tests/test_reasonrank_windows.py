@@ -9,7 +9,7 @@ import pytest
 from generators.candidates import CandidateList
 from generators.listwise import (ListwiseConfig, build_row, full_passes, merge_windows, plan_samples,
                                  rank_samples, window_schedule)
-from generators.teachers import Sampling, TeacherRunner
+from generators.teachers import Completion, Sampling, TeacherBackend, TeacherRunner
 from generators.teachers.openai_compat import OpenAIBackend
 from prompts import load_prompt
 from tests.fake_teacher import FakeTeacher
@@ -104,3 +104,31 @@ def test_samples_asking_the_same_calls_each_record_every_answer(tmp_path):
     assert rows[0]["final_list"] == rows[1]["final_list"] == truth
     assert rows[0]["call_keys"] == rows[1]["call_keys"] and rows[0]["windows"] == rows[1]["windows"]
     assert stats.calls_made == len(rows[0]["call_keys"]) == len(window_schedule(30, 20, 10, "full"))
+
+
+class InstantRanker(TeacherBackend):
+    """Answers each call as it takes it (lazily, like the OpenAI backend), keeping the order shown."""
+
+    name, model, takes_calls_lazily = "instant", "instant-model", True
+
+    async def run(self, calls):
+        for call in calls:
+            size = call.messages[-1][1].count("\n[")
+            yield call, Completion(status="ok", content="<answer>" + " > ".join(f"[{i}]" for i in range(1, size + 1))
+                                   + "</answer>")
+
+
+def test_a_call_answered_before_a_later_sample_asks_it_is_not_asked_again(tmp_path):
+    """The runner takes a round's calls in chunks: a sample asking a call answered in an
+    earlier chunk gets that answer."""
+    docids = tuple(f"d{i}" for i in range(8))
+    passages = {d: ("", f"passage {d}") for d in docids}
+    lists = [CandidateList("snap", "dom", f"q{i}", f"query {i % 99}", docids) for i in range(100)]
+    prompt = load_prompt("listwise_reasonrank")
+    config = ListwiseConfig(window=8, passage_tokens=16)
+    with Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        planned = plan_samples(lists, passages, prompt, config, "instant-model", Sampling())
+        rankings, stats = rank_samples(planned, TeacherRunner(InstantRanker(), CallStore(wh), show_progress=False))
+    rows = [build_row(ranking, prompt, "instant") for ranking in rankings]
+    assert all(row["reason"] is None for row in rows) and (stats.calls_made, stats.calls_reused) == (99, 0)
+    assert rows[99]["call_keys"] == rows[0]["call_keys"] and rows[99]["final_list"] == list(docids)

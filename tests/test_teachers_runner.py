@@ -136,6 +136,34 @@ def test_each_answer_reaches_on_answer_once_as_it_arrives(warehouse):
     assert (stats.calls_made, stats.calls_reused) == (3, 1) and set(answers) == set(seen)
 
 
+class LazyScriptedBackend(ScriptedBackend):
+    """The scripted backend taking each call as it answers it, like the OpenAI backend."""
+
+    takes_calls_lazily = True
+
+
+def test_a_lazy_backend_gets_its_first_calls_before_the_rest_are_built(warehouse):
+    calls = ranking_calls(300)
+    TeacherRunner(ScriptedBackend(), CallStore(warehouse), show_progress=False).run(calls[100:110])  # stored
+    built = []
+
+    def build():
+        for call in calls + calls[:5]:  # repeated calls are asked once
+            built.append(call)
+            yield call
+
+    async def few_built_yet():
+        assert len(built) < 100
+
+    seen = []
+    backend = LazyScriptedBackend(after_first=few_built_yet)
+    answers, stats = TeacherRunner(backend, CallStore(warehouse), show_progress=False).run(
+        build(), on_answer=lambda key, completion: seen.append(key), total=305)
+    assert (stats.calls_made, stats.calls_reused) == (290, 10) and len(built) == 305
+    assert sorted(seen) == sorted(call.key for call in calls) == sorted(answers)
+    assert set(stored(warehouse)) == set(answers)
+
+
 @pytest.mark.parametrize("fail_after", [None, 2])
 def test_the_collector_is_eased_during_a_run_and_restored_after(warehouse, fail_after):
     thresholds = gc.get_threshold()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sized
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,6 +19,10 @@ from generators.teachers.base import Call, Completion, TeacherBackend
 from warehouse.calls import CallRecord, CallStore
 
 MAX_ERRORS_KEPT = 20  # distinct error messages a run keeps for its report
+# Calls looked up in the store at a time: a small first chunk, so the first requests go out at
+# once, then doubling up to a cap that keeps each pause of the event loop short (~1,000 calls
+# to build and look up: a few tens of ms).
+_FIRST_LOOKUP, _MAX_LOOKUP = 64, 1024
 
 
 @dataclass
@@ -80,33 +85,66 @@ class TeacherRunner:
         self.store = store
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
 
-    def run(self, calls: Sequence[Call], label: str = "teacher",
-            on_answer: Callable[[str, Completion], None] | None = None
+    def run(self, calls: Iterable[Call], label: str = "teacher",
+            on_answer: Callable[[str, Completion], None] | None = None, total: int | None = None
             ) -> tuple[dict[str, Completion], TeacherStats]:
         """Answer every call; returns key -> completion (failed ones included) and the stats.
 
-        ``on_answer(key, completion)``, when given, is called once per distinct key as its answer
-        is known: the stored ones first, then each new one as it arrives (in the event loop, while
-        other calls are in flight), so a caller can use answers without waiting for the last."""
-        unique = list({call.key: call for call in calls}.values())
-        stored = self.store.stored_answers(call.key for call in unique)
-        answers = {key: Completion(**record) for key, record in stored.items()}
-        todo = [call for call in unique if call.key not in answers]
-        stats = TeacherStats(calls_reused=len(unique) - len(todo))
-        started = time.perf_counter()
-        if on_answer:
-            for key, completion in answers.items():
-                on_answer(key, completion)
-        if todo:
-            with fewer_collections():
-                _run_coroutine(self._run_new(todo, answers, stats, label, on_answer))
+        ``calls`` may be built lazily (a generator): with a backend that takes its calls as it
+        sends them (``takes_calls_lazily``), they are taken a chunk at a time, so the first
+        requests go out while later calls are still being built. ``on_answer(key, completion)``,
+        when given, is called once per distinct key as its answer is known (a stored one when its
+        chunk is looked up, a new one as it arrives, while other calls are in flight), so a
+        caller can use answers without waiting for the last. ``total``: how many calls a lazy
+        ``calls`` holds (the progress bar's total)."""
+        answers: dict[str, Completion] = {}
+        stats = TeacherStats()
+        total = len(calls) if isinstance(calls, Sized) else total
+        with self.store.reading_cursor() as reader:
+            pending = self._unanswered(calls, reader, answers, stats, on_answer)
+            try:
+                if self.backend.takes_calls_lazily:
+                    first = next(pending, None)  # a run whose every answer is stored makes no call
+                    todo = None if first is None else itertools.chain([first], pending)
+                else:
+                    todo = list(pending) or None
+                started = time.perf_counter()
+                if todo is not None:
+                    with fewer_collections():
+                        _run_coroutine(self._run_new(todo, total, answers, stats, label, on_answer))
+            finally:
+                pending.close()
         stats.seconds = time.perf_counter() - started
         return answers, stats
 
-    async def _run_new(self, todo: list[Call], answers: dict[str, Completion], stats: TeacherStats,
-                       label: str, on_answer: Callable[[str, Completion], None] | None) -> None:
+    @staticmethod
+    def _unanswered(calls: Iterable[Call], reader: CallStore, answers: dict[str, Completion],
+                    stats: TeacherStats, on_answer: Callable[[str, Completion], None] | None
+                    ) -> Iterator[Call]:
+        """The calls to make: ``calls`` taken in growing chunks, each looked up in the store
+        (through ``reader``, a cursor of its own: the writer thread uses the store's connection
+        meanwhile); repeated keys are dropped and stored answers reused."""
+        seen: set[str] = set()
+        source, size = iter(calls), _FIRST_LOOKUP
+        while chunk := list(itertools.islice(source, size)):
+            size = min(2 * size, _MAX_LOOKUP)
+            fresh = [call for call in chunk if not (call.key in seen or seen.add(call.key))]
+            stored = reader.stored_answers(call.key for call in fresh)
+            for call in fresh:
+                record = stored.get(call.key)
+                if record is None:
+                    yield call
+                    continue
+                answers[call.key] = completion = Completion(**record)
+                stats.calls_reused += 1
+                if on_answer:
+                    on_answer(call.key, completion)
+
+    async def _run_new(self, todo: Iterable[Call], total: int | None, answers: dict[str, Completion],
+                       stats: TeacherStats, label: str,
+                       on_answer: Callable[[str, Completion], None] | None) -> None:
         backend = self.backend
-        with LiveProgress(label, len(todo), enabled=self.show_progress) as progress:
+        with LiveProgress(label, total, enabled=self.show_progress) as progress:
             async with CallWriter(self.store) as writer:
                 async for call, completion in backend.run(todo):
                     writer.add(CallRecord(call.key, backend.model, backend.name, call.sample_index,
@@ -221,7 +259,7 @@ class LiveProgress:
 
     _REFRESH_S = 0.1
 
-    def __init__(self, label: str, total: int, enabled: bool):
+    def __init__(self, label: str, total: int | None, enabled: bool):
         self.enabled = enabled
         self._started = self._shown = time.perf_counter()
         self._bar = Progress(
@@ -247,7 +285,7 @@ class LiveProgress:
             return
         self._shown = now
         elapsed = max(now - self._started, 1e-9)
-        self._bar.update(self._task, completed=stats.calls_made, in_flight=in_flight,
+        self._bar.update(self._task, completed=stats.calls_made + stats.calls_reused, in_flight=in_flight,
                          calls_per_s=stats.calls_made / elapsed,
                          tokens_per_s=(stats.prompt_tokens + stats.completion_tokens) / elapsed,
                          failed=stats.calls_failed)
