@@ -157,17 +157,19 @@ class TeacherRunner:
 
 
 class _CollectorPause:
-    """Garbage collection eased while calls run (process-wide, so counted: nested or concurrent
-    runs share one pause, and the last to leave restores the collector as it found it).
+    """Garbage collection eased while calls run, or a stage turns their answers into rows
+    (process-wide, so counted: nested or concurrent users share one pause, and the last to
+    leave restores the collector as it found it).
 
     Why: at C = 256 a run keeps ~256 requests' objects alive for their latency, so with the
     default young-generation threshold (700 allocations) they are promoted, pending old objects
     pile up and trigger full collections, each traversing every object of the process (the
     planned samples, answers and rows): 700–1,100 young and 5–10 full collections, ~1 s of a
-    12,800-call run. So during a run the young threshold is raised (most request objects die by
-    reference count before a collection sees them) and the objects that existed before it are
-    frozen (``gc.freeze``: full collections skip them; unfrozen after the run, so any garbage
-    among them is still collected then). A freeze made by someone else is left alone.
+    12,800-call run; building the rows (objects that all live on) adds ~200 young collections
+    that find nothing. So meanwhile the young threshold is raised (most request objects die by
+    reference count before a collection sees them) and the objects that existed before are
+    frozen (``gc.freeze``: full collections skip them; unfrozen after, so any garbage among
+    them is still collected then). A freeze made by someone else is left alone.
     """
 
     YOUNG_THRESHOLD = 50_000
