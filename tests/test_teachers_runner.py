@@ -166,7 +166,7 @@ def test_a_lazy_backend_gets_its_first_calls_before_the_rest_are_built(warehouse
 
 @pytest.mark.parametrize("fail_after", [None, 2])
 def test_the_collector_is_eased_during_a_run_and_restored_after(warehouse, fail_after):
-    thresholds = gc.get_threshold()
+    thresholds, frozen_before = gc.get_threshold(), gc.get_freeze_count()
     during = []
 
     async def look_at_the_collector():
@@ -182,17 +182,29 @@ def test_the_collector_is_eased_during_a_run_and_restored_after(warehouse, fail_
     (young, *older), frozen = during[0]
     assert young >= runner_module.fewer_collections.YOUNG_THRESHOLD and tuple(older) == thresholds[1:]
     assert frozen > 0  # what existed before the run is frozen while it runs
-    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen_before
 
 
 def test_nested_pauses_restore_the_collector_once_all_have_left():
-    thresholds = gc.get_threshold()
+    thresholds, frozen_before = gc.get_threshold(), gc.get_freeze_count()
     with runner_module.fewer_collections():
         with runner_module.fewer_collections():
             pass
         assert gc.get_threshold()[0] >= runner_module.fewer_collections.YOUNG_THRESHOLD  # still paused
         assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen_before
+
+
+def test_a_freeze_made_by_someone_else_is_left_alone():
+    marker = [object()]  # a container the collector tracks
+    gc.freeze()
+    try:
+        with runner_module.fewer_collections():
+            pass
+        assert not any(tracked is marker for tracked in gc.get_objects())  # still frozen
+    finally:
+        gc.unfreeze()
+    assert any(tracked is marker for tracked in gc.get_objects())
 
 
 def test_progress_bar_shows_rate_tokens_in_flight_and_failures(monkeypatch):
