@@ -44,6 +44,7 @@ from generators.candidates import CandidateList  # noqa: E402
 from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_samples  # noqa: E402
 from generators.teachers import Sampling, TeacherRunner  # noqa: E402
 from generators.teachers.openai_compat import OpenAIBackend  # noqa: E402
+from generators.teachers.runner import fewer_collections  # noqa: E402
 from prompts import load_prompt  # noqa: E402
 from warehouse.calls import CallStore  # noqa: E402
 from warehouse.db import Warehouse  # noqa: E402
@@ -148,7 +149,7 @@ def listwise_pipeline(warehouse_path: Path, base_url: str, lists, passages, max_
         version = begin_version(warehouse, "bench", {"bench": True}, ["bench-snapshot"])
     with phase(timings, "plan"):
         planned = plan_samples(lists, passages, prompt, config, MODEL, SAMPLING)
-    with phase(timings, "teacher"):  # calls, parse, validate, record the calls; the rows
+    with phase(timings, "teacher"), fewer_collections():  # calls, parse, validate, record the calls; the rows
         runner = TeacherRunner(backend, CallStore(warehouse), show_progress=False)
         rankings, stats = rank_samples(planned, runner, "listwise")
         rows = [build_row(ranking, prompt, backend.name) for ranking in rankings]

@@ -34,7 +34,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -318,12 +318,33 @@ def rank_samples(planned: list[PlannedSample], runner: TeacherRunner,
     rankings = [SampleRanking.start(sample) for sample in planned]
     stats = TeacherStats()
     while active := [r for r in rankings if r.pending]:
-        calls = [r.next_call() for r in active]
-        answers, round_stats = runner.run(calls, label)
-        stats.add(round_stats)
-        for ranking, call in zip(active, calls):
-            ranking.record(call, answers[call.key])
+        stats.add(rank_round(active, runner, label))
     return rankings, stats
+
+
+def rank_round(active: list[SampleRanking], runner: TeacherRunner, label: str) -> TeacherStats:
+    """Send the next window of every sample in ``active``. Each call is built as the runner
+    takes it (the first requests go out at once) and each answer recorded (parsed, validated)
+    as it arrives, while the round's other calls are in flight."""
+    waiting: dict[str, list[tuple[SampleRanking, Call]]] = {}  # key -> the samples asking it
+    answered: dict[str, Completion] = {}
+
+    def next_calls() -> Iterator[Call]:
+        for ranking in active:
+            call = ranking.next_call()
+            if call.key in answered:  # an earlier sample asked the same call, answered already
+                ranking.record(call, answered[call.key])
+                continue
+            waiting.setdefault(call.key, []).append((ranking, call))
+            yield call
+
+    def record(key: str, completion: Completion) -> None:
+        answered[key] = completion
+        for ranking, call in waiting.pop(key):
+            ranking.record(call, completion)
+
+    _, stats = runner.run(next_calls(), label, record, total=len(active))
+    return stats
 
 
 def top_up_samples(rankings: Sequence[SampleRanking], config: ListwiseConfig, seed: int = 0) -> list[PlannedSample]:

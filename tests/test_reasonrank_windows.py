@@ -9,7 +9,7 @@ import pytest
 from generators.candidates import CandidateList
 from generators.listwise import (ListwiseConfig, build_row, full_passes, merge_windows, plan_samples,
                                  rank_samples, window_schedule)
-from generators.teachers import Sampling, TeacherRunner
+from generators.teachers import Completion, Sampling, TeacherBackend, TeacherRunner
 from generators.teachers.openai_compat import OpenAIBackend
 from prompts import load_prompt
 from tests.fake_teacher import FakeTeacher
@@ -85,3 +85,50 @@ def test_fifty_candidates_through_the_runner_against_a_score_teacher(tmp_path):
         _, again = rank_samples(plan_samples(lists, passages, prompt, config, backend.model,
                                              Sampling(max_tokens=4096)), runner)
         assert again.calls_made == 0 and again.calls_reused == 10
+
+
+def test_samples_asking_the_same_calls_each_record_every_answer(tmp_path):
+    """Two lists with the same query and candidates ask the same calls in every round: each call
+    is made once and its answer, recorded as it arrives, reaches both samples."""
+    presented, scores, truth = scored_list(30, seed=3)
+    passages = {d: (f"Passage {d}", f"score={scores[d]}") for d in presented}
+    lists = [CandidateList("snap", "library", qid, "which first?", presented) for qid in ("q1", "q2")]
+    config = ListwiseConfig(window=20, stride=10, depth=30, passes="full", passage_tokens=32)
+    prompt = load_prompt("listwise_reasonrank")
+    with FakeTeacher(mode="score", latency_ms=0) as teacher, Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        backend = OpenAIBackend(teacher.base_url, "fake-scorer", max_in_flight=4)
+        planned = plan_samples(lists, passages, prompt, config, backend.model, Sampling(max_tokens=4096))
+        rankings, stats = rank_samples(planned, TeacherRunner(backend, CallStore(wh), show_progress=False))
+    rows = [build_row(ranking, prompt, backend.name) for ranking in rankings]
+    assert [row["qid"] for row in rows] == ["q1", "q2"]
+    assert rows[0]["final_list"] == rows[1]["final_list"] == truth
+    assert rows[0]["call_keys"] == rows[1]["call_keys"] and rows[0]["windows"] == rows[1]["windows"]
+    assert stats.calls_made == len(rows[0]["call_keys"]) == len(window_schedule(30, 20, 10, "full"))
+
+
+class InstantRanker(TeacherBackend):
+    """Answers each call as it takes it (lazily, like the OpenAI backend), keeping the order shown."""
+
+    name, model, takes_calls_lazily = "instant", "instant-model", True
+
+    async def run(self, calls):
+        for call in calls:
+            size = call.messages[-1][1].count("\n[")
+            yield call, Completion(status="ok", content="<answer>" + " > ".join(f"[{i}]" for i in range(1, size + 1))
+                                   + "</answer>")
+
+
+def test_a_call_answered_before_a_later_sample_asks_it_is_not_asked_again(tmp_path):
+    """The runner takes a round's calls in chunks: a sample asking a call answered in an
+    earlier chunk gets that answer."""
+    docids = tuple(f"d{i}" for i in range(8))
+    passages = {d: ("", f"passage {d}") for d in docids}
+    lists = [CandidateList("snap", "dom", f"q{i}", f"query {i % 99}", docids) for i in range(100)]
+    prompt = load_prompt("listwise_reasonrank")
+    config = ListwiseConfig(window=8, passage_tokens=16)
+    with Warehouse.open(tmp_path / "wh.duckdb") as wh:
+        planned = plan_samples(lists, passages, prompt, config, "instant-model", Sampling())
+        rankings, stats = rank_samples(planned, TeacherRunner(InstantRanker(), CallStore(wh), show_progress=False))
+    rows = [build_row(ranking, prompt, "instant") for ranking in rankings]
+    assert all(row["reason"] is None for row in rows) and (stats.calls_made, stats.calls_reused) == (99, 0)
+    assert rows[99]["call_keys"] == rows[0]["call_keys"] and rows[99]["final_list"] == list(docids)

@@ -4,6 +4,7 @@ the live progress bar, and an API key that never reaches a record, an error or a
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import threading
@@ -118,6 +119,92 @@ def test_answers_received_before_a_crash_are_kept(warehouse):
 
     answers, stats = TeacherRunner(ScriptedBackend(), CallStore(warehouse), show_progress=False).run(calls)
     assert (stats.calls_made, stats.calls_reused) == (3, 5)  # nothing stored is asked again
+
+
+def test_each_answer_reaches_on_answer_once_as_it_arrives(warehouse):
+    calls = ranking_calls(4)
+    TeacherRunner(ScriptedBackend(), CallStore(warehouse), show_progress=False).run(calls[:1])  # one stored
+    seen: list[str] = []
+
+    async def first_new_answer_is_seen():  # the backend has not yielded the next call yet
+        assert seen == [calls[0].key, calls[1].key]
+
+    backend = ScriptedBackend(after_first=first_new_answer_is_seen)
+    answers, stats = TeacherRunner(backend, CallStore(warehouse), show_progress=False).run(
+        calls + calls[2:3], on_answer=lambda key, completion: seen.append(key))
+    assert seen == [call.key for call in calls]  # the stored answer first, each key once
+    assert (stats.calls_made, stats.calls_reused) == (3, 1) and set(answers) == set(seen)
+
+
+class LazyScriptedBackend(ScriptedBackend):
+    """The scripted backend taking each call as it answers it, like the OpenAI backend."""
+
+    takes_calls_lazily = True
+
+
+def test_a_lazy_backend_gets_its_first_calls_before_the_rest_are_built(warehouse):
+    calls = ranking_calls(300)
+    TeacherRunner(ScriptedBackend(), CallStore(warehouse), show_progress=False).run(calls[100:110])  # stored
+    built = []
+
+    def build():
+        for call in calls + calls[:5]:  # repeated calls are asked once
+            built.append(call)
+            yield call
+
+    async def few_built_yet():
+        assert len(built) < 100
+
+    seen = []
+    backend = LazyScriptedBackend(after_first=few_built_yet)
+    answers, stats = TeacherRunner(backend, CallStore(warehouse), show_progress=False).run(
+        build(), on_answer=lambda key, completion: seen.append(key), total=305)
+    assert (stats.calls_made, stats.calls_reused) == (290, 10) and len(built) == 305
+    assert sorted(seen) == sorted(call.key for call in calls) == sorted(answers)
+    assert set(stored(warehouse)) == set(answers)
+
+
+@pytest.mark.parametrize("fail_after", [None, 2])
+def test_the_collector_is_eased_during_a_run_and_restored_after(warehouse, fail_after):
+    thresholds, frozen_before = gc.get_threshold(), gc.get_freeze_count()
+    during = []
+
+    async def look_at_the_collector():
+        during.append((gc.get_threshold(), gc.get_freeze_count()))
+
+    backend = ScriptedBackend(after_first=look_at_the_collector, fail_after=fail_after)
+    runner = TeacherRunner(backend, CallStore(warehouse), show_progress=False)
+    if fail_after is None:
+        runner.run(ranking_calls(4))
+    else:
+        with pytest.raises(RuntimeError, match="died"):
+            runner.run(ranking_calls(4))
+    (young, *older), frozen = during[0]
+    assert young >= runner_module.fewer_collections.YOUNG_THRESHOLD and tuple(older) == thresholds[1:]
+    assert frozen > 0  # what existed before the run is frozen while it runs
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen_before
+
+
+def test_nested_pauses_restore_the_collector_once_all_have_left():
+    thresholds, frozen_before = gc.get_threshold(), gc.get_freeze_count()
+    with runner_module.fewer_collections():
+        with runner_module.fewer_collections():
+            pass
+        assert gc.get_threshold()[0] >= runner_module.fewer_collections.YOUNG_THRESHOLD  # still paused
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen_before
+
+
+def test_a_freeze_made_by_someone_else_is_left_alone():
+    marker = [object()]  # a container the collector tracks
+    gc.freeze()
+    try:
+        with runner_module.fewer_collections():
+            pass
+        assert not any(tracked is marker for tracked in gc.get_objects())  # still frozen
+    finally:
+        gc.unfreeze()
+    assert any(tracked is marker for tracked in gc.get_objects())
 
 
 def test_progress_bar_shows_rate_tokens_in_flight_and_failures(monkeypatch):

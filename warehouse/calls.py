@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple, Sequence
+import contextlib
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import duckdb
 import orjson
@@ -35,6 +36,16 @@ class CallStore:
 
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
+
+    @contextlib.contextmanager
+    def reading_cursor(self) -> Iterator["CallStore"]:
+        """This store on a DuckDB cursor of its own, to read from while another thread writes
+        through this one (one connection must not be used by two threads at once)."""
+        cursor = self.warehouse.con.cursor()
+        try:
+            yield CallStore(Warehouse(cursor, self.warehouse.path, self.warehouse.read_only))
+        finally:
+            cursor.close()
 
     def stored_answers(self, keys: Iterable[str]) -> dict[str, dict]:
         """key -> answer record for the keys that already have a successful answer."""

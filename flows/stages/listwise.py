@@ -18,6 +18,7 @@ from filters.consistency import consensus_rows
 from generators.listwise import ListwiseConfig, build_row, plan_samples, rank_with_top_up, short_lists
 from generators.pointwise import attach_positives, positives_by_query
 from generators.teachers import TeacherRunner, TeacherStats
+from generators.teachers.runner import fewer_collections
 from prompts import load_prompt
 from warehouse.calls import CallStore
 from warehouse.candidates import candidate_passages
@@ -57,9 +58,10 @@ def listwise_stage(spec_path: str, snapshot_ids: list[str], version: int) -> Sta
     stager = RowStager(spec, warehouse, version, "listwise", snapshot_ids, consensus_maker(spec.listwise))
     for lists, passages in selected_lists(spec, warehouse, snapshot_ids, LIST_CHUNK):
         planned = plan_samples(lists, passages, prompt, spec.listwise, backend.model, spec.sampling, spec.seed)
-        rankings, chunk_stats = rank_with_top_up(planned, runner, spec.listwise, spec.seed, "listwise")
+        with fewer_collections():  # the chunk's samples, answers and rows all live on (see there)
+            rankings, chunk_stats = rank_with_top_up(planned, runner, spec.listwise, spec.seed, "listwise")
+            rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
         stats.add(chunk_stats)
-        rows = [attach_positives(build_row(ranking, prompt, backend.name), positives) for ranking in rankings]
         stager.add(*apply_short_list_policy(rows, short_lists(rankings, spec.listwise.samples), spec.listwise))
     return StageResult(
         kind="listwise",

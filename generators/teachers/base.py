@@ -146,6 +146,9 @@ class TeacherBackend(ABC):
     name: str
     model: str
     in_flight: int = 0  # requests sent and not yet answered (shown by the progress bar)
+    # run() takes each call as it sends it (any iterable will do, built while earlier calls are
+    # in flight); a backend that needs the whole list up front (len, slices) leaves this False.
+    takes_calls_lazily: bool = False
 
     @abstractmethod
     def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:

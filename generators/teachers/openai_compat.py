@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Iterable, Sequence
 
 import aiohttp
 import orjson
@@ -74,6 +74,7 @@ class OpenAIBackend(TeacherBackend):
     """
 
     name = "openai"
+    takes_calls_lazily = True  # map_unordered takes the next call as a worker frees up
 
     def __init__(self, base_urls: str | Sequence[str], model: str, api_key: str | None = None, *,
                  max_in_flight: int = 16, timeout_s: float = 120.0, max_retries: int = 5,
@@ -102,7 +103,7 @@ class OpenAIBackend(TeacherBackend):
     def in_flight(self) -> int:
         return self.pool.in_flight if self.pool else 0
 
-    async def run(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+    async def run(self, calls: Iterable[Call]) -> AsyncIterator[tuple[Call, Completion]]:
         self.pool = EndpointPool(self.base_urls, self.endpoint_failures, self.endpoint_cooldown_s)
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import itertools
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sized
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,6 +19,10 @@ from generators.teachers.base import Call, Completion, TeacherBackend
 from warehouse.calls import CallRecord, CallStore
 
 MAX_ERRORS_KEPT = 20  # distinct error messages a run keeps for its report
+# Calls looked up in the store at a time: a small first chunk, so the first requests go out at
+# once, then doubling up to a cap that keeps each pause of the event loop short (~1,000 calls
+# to build and look up: a few tens of ms).
+_FIRST_LOOKUP, _MAX_LOOKUP = 64, 1024
 
 
 @dataclass
@@ -79,30 +85,123 @@ class TeacherRunner:
         self.store = store
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
 
-    def run(self, calls: Sequence[Call], label: str = "teacher") -> tuple[dict[str, Completion], TeacherStats]:
-        """Answer every call; returns key -> completion (failed ones included) and the stats."""
-        unique = list({call.key: call for call in calls}.values())
-        stored = self.store.stored_answers(call.key for call in unique)
-        answers = {key: Completion(**record) for key, record in stored.items()}
-        todo = [call for call in unique if call.key not in answers]
-        stats = TeacherStats(calls_reused=len(unique) - len(todo))
-        started = time.perf_counter()
-        if todo:
-            _run_coroutine(self._run_new(todo, answers, stats, label))
+    def run(self, calls: Iterable[Call], label: str = "teacher",
+            on_answer: Callable[[str, Completion], None] | None = None, total: int | None = None
+            ) -> tuple[dict[str, Completion], TeacherStats]:
+        """Answer every call; returns key -> completion (failed ones included) and the stats.
+
+        ``calls`` may be built lazily (a generator): with a backend that takes its calls as it
+        sends them (``takes_calls_lazily``), they are taken a chunk at a time, so the first
+        requests go out while later calls are still being built. ``on_answer(key, completion)``,
+        when given, is called once per distinct key as its answer is known (a stored one when its
+        chunk is looked up, a new one as it arrives, while other calls are in flight), so a
+        caller can use answers without waiting for the last. ``total``: how many calls a lazy
+        ``calls`` holds (the progress bar's total)."""
+        answers: dict[str, Completion] = {}
+        stats = TeacherStats()
+        total = len(calls) if isinstance(calls, Sized) else total
+        with self.store.reading_cursor() as reader:
+            pending = self._unanswered(calls, reader, answers, stats, on_answer)
+            try:
+                if self.backend.takes_calls_lazily:
+                    first = next(pending, None)  # a run whose every answer is stored makes no call
+                    todo = None if first is None else itertools.chain([first], pending)
+                else:
+                    todo = list(pending) or None
+                started = time.perf_counter()
+                if todo is not None:
+                    with fewer_collections():
+                        _run_coroutine(self._run_new(todo, total, answers, stats, label, on_answer))
+            finally:
+                pending.close()
         stats.seconds = time.perf_counter() - started
         return answers, stats
 
-    async def _run_new(self, todo: list[Call], answers: dict[str, Completion], stats: TeacherStats,
-                       label: str) -> None:
+    @staticmethod
+    def _unanswered(calls: Iterable[Call], reader: CallStore, answers: dict[str, Completion],
+                    stats: TeacherStats, on_answer: Callable[[str, Completion], None] | None
+                    ) -> Iterator[Call]:
+        """The calls to make: ``calls`` taken in growing chunks, each looked up in the store
+        (through ``reader``, a cursor of its own: the writer thread uses the store's connection
+        meanwhile); repeated keys are dropped and stored answers reused."""
+        seen: set[str] = set()
+        source, size = iter(calls), _FIRST_LOOKUP
+        while chunk := list(itertools.islice(source, size)):
+            size = min(2 * size, _MAX_LOOKUP)
+            fresh = [call for call in chunk if not (call.key in seen or seen.add(call.key))]
+            stored = reader.stored_answers(call.key for call in fresh)
+            for call in fresh:
+                record = stored.get(call.key)
+                if record is None:
+                    yield call
+                    continue
+                answers[call.key] = completion = Completion(**record)
+                stats.calls_reused += 1
+                if on_answer:
+                    on_answer(call.key, completion)
+
+    async def _run_new(self, todo: Iterable[Call], total: int | None, answers: dict[str, Completion],
+                       stats: TeacherStats, label: str,
+                       on_answer: Callable[[str, Completion], None] | None) -> None:
         backend = self.backend
-        with LiveProgress(label, len(todo), enabled=self.show_progress) as progress:
+        with LiveProgress(label, total, enabled=self.show_progress) as progress:
             async with CallWriter(self.store) as writer:
                 async for call, completion in backend.run(todo):
                     writer.add(CallRecord(call.key, backend.model, backend.name, call.sample_index,
                                           call.request_record(), completion.as_record()))
                     answers[call.key] = completion
                     stats.count(completion)
+                    if on_answer:
+                        on_answer(call.key, completion)
                     progress.update(stats, backend.in_flight)
+
+
+class _CollectorPause:
+    """Garbage collection eased while calls run, or a stage turns their answers into rows
+    (process-wide, so counted: nested or concurrent users share one pause, and the last to
+    leave restores the collector as it found it).
+
+    Why: at C = 256 a run keeps ~256 requests' objects alive for their latency, so with the
+    default young-generation threshold (700 allocations) they are promoted, pending old objects
+    pile up and trigger full collections, each traversing every object of the process (the
+    planned samples, answers and rows): 700–1,100 young and 5–10 full collections, ~1 s of a
+    12,800-call run; building the rows (objects that all live on) adds ~200 young collections
+    that find nothing. So meanwhile the young threshold is raised (most request objects die by
+    reference count before a collection sees them) and the objects that existed before are
+    frozen (``gc.freeze``: full collections skip them; unfrozen after, so any garbage among
+    them is still collected then). A freeze made by someone else is left alone.
+    """
+
+    YOUNG_THRESHOLD = 50_000
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._thresholds: tuple[int, int, int] | None = None
+        self._froze = False
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._users == 0:
+                self._thresholds = gc.get_threshold()
+                self._froze = gc.get_freeze_count() == 0
+                if self._froze:
+                    gc.freeze()
+                gc.set_threshold(max(self.YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    gc.set_threshold(*self._thresholds)
+                    if self._froze:
+                        gc.unfreeze()
+
+
+fewer_collections = _CollectorPause()
 
 
 class CallWriter:
@@ -162,7 +261,7 @@ class LiveProgress:
 
     _REFRESH_S = 0.1
 
-    def __init__(self, label: str, total: int, enabled: bool):
+    def __init__(self, label: str, total: int | None, enabled: bool):
         self.enabled = enabled
         self._started = self._shown = time.perf_counter()
         self._bar = Progress(
@@ -188,7 +287,7 @@ class LiveProgress:
             return
         self._shown = now
         elapsed = max(now - self._started, 1e-9)
-        self._bar.update(self._task, completed=stats.calls_made, in_flight=in_flight,
+        self._bar.update(self._task, completed=stats.calls_made + stats.calls_reused, in_flight=in_flight,
                          calls_per_s=stats.calls_made / elapsed,
                          tokens_per_s=(stats.prompt_tokens + stats.completion_tokens) / elapsed,
                          failed=stats.calls_failed)
