@@ -63,3 +63,15 @@ def task_runs(name: str, since: datetime) -> int:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(
             name=TaskRunFilterName(like_=name), start_time=TaskRunFilterStartTime(after_=since)))
     return len(runs)
+
+
+def test_the_build_flow_and_its_tasks_pickle():
+    """A served run starts from the flow pickled by value (cloudpickle), and prefect-dask sends
+    the flow run's context with each task: nothing they reach may hold a lock or a connection."""
+    import cloudpickle
+
+    from flows.build import STAGES, build_flow, build_candidates
+    from flows.shards import answer_shard, embed_shard, retrieve_shard
+
+    for flow_or_task in (build_flow, build_candidates, *STAGES.values(), answer_shard, embed_shard, retrieve_shard):
+        assert cloudpickle.loads(cloudpickle.dumps(flow_or_task)).name == flow_or_task.name

@@ -180,7 +180,7 @@ def test_the_collector_is_eased_during_a_run_and_restored_after(warehouse, fail_
         with pytest.raises(RuntimeError, match="died"):
             runner.run(ranking_calls(4))
     (young, *older), frozen = during[0]
-    assert young >= runner_module.fewer_collections.YOUNG_THRESHOLD and tuple(older) == thresholds[1:]
+    assert young >= runner_module._CollectorPause.YOUNG_THRESHOLD and tuple(older) == thresholds[1:]
     assert frozen > 0  # what existed before the run is frozen while it runs
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen_before
 
@@ -190,7 +190,7 @@ def test_nested_pauses_restore_the_collector_once_all_have_left():
     with runner_module.fewer_collections():
         with runner_module.fewer_collections():
             pass
-        assert gc.get_threshold()[0] >= runner_module.fewer_collections.YOUNG_THRESHOLD  # still paused
+        assert gc.get_threshold()[0] >= runner_module._CollectorPause.YOUNG_THRESHOLD  # still paused
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen_before
 

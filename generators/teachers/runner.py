@@ -201,7 +201,15 @@ class _CollectorPause:
                         gc.unfreeze()
 
 
-fewer_collections = _CollectorPause()
+_COLLECTOR_PAUSE = _CollectorPause()
+
+
+def fewer_collections():
+    """``with fewer_collections():`` eases garbage collection for the block (``_CollectorPause``).
+
+    A function, not the instance: Prefect pickles flow and task functions by value (to start
+    a served run, to send a Dask task), with the globals they use, and the instance holds a lock."""
+    return _COLLECTOR_PAUSE()
 
 
 class CallWriter:
