@@ -36,10 +36,10 @@ T = TypeVar("T")
 class Handoff(Generic[T]):
     """A shard's result, which the flow takes out once.
 
-    Prefect keeps every task's result in the flow run's context until the flow ends
-    (``FlowRunContext.run_results``, for dependency tracking), so lists, answers or vectors
-    returned as they are would all stay in memory for the whole build: at 100,000 queries,
-    every candidate list. Returned in a ``Handoff``, only the emptied box stays."""
+    Prefect keeps a task's result until the task that submitted it ends (the task run's
+    transaction joins its parent's, whose children hold their states), so lists, answers or
+    vectors returned as they are would all stay in memory for the whole stage: at 100,000
+    queries, every candidate list. Returned in a ``Handoff``, only the emptied box stays."""
 
     def __init__(self, value: T):
         self._value: T | None = value
