@@ -1,8 +1,9 @@
 """Ingest throughput and memory: synthrank's streaming ingest against DuckDB's own read_json.
 
 Generates a seeded BEIR folder of N passages (sentences resampled from the shared CISI and
-CACM collections, or a fixed vocabulary without them) and 1,000 queries, then, each in a
-fresh process and a fresh warehouse file:
+CACM collections, or a fixed vocabulary without them: the first line says which; run from a
+copy of the repository, pass ``--shared``) and 1,000 queries, then, each in a fresh process
+and a fresh warehouse file:
 
 - ``duckdb read_json``: ``CREATE TABLE … AS SELECT * FROM read_json(corpus.jsonl)`` (the
   baseline: parsing and storing, no validation, no key);
@@ -38,27 +39,32 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def sentences() -> list[str]:
-    """Sentences of the shared collections (or a fixed vocabulary when they are absent)."""
+def sentences(shared: Path) -> tuple[list[str], str]:
+    """Sentences of the shared collections, or of a fixed vocabulary when they are absent (a
+    far more compressible text, on which DuckDB's own read is ~3x faster: ratios between the
+    two kinds of corpus do not compare); and which of the two it is."""
     found = []
     for name in ("cisi", "cacm"):
-        corpus = SHARED / name / "corpus.jsonl"
+        corpus = shared / name / "corpus.jsonl"
         if corpus.is_file():
             for line in corpus.open():
                 text = json.loads(line)["text"]
                 found += [s.strip() for s in text.split(".") if len(s.split()) > 4]
     if found:
-        return found
+        return found, "shared"
     words = "retrieval index query passage ranking model teacher corpus token score judge".split()
     rng = random.Random(0)
-    return [" ".join(rng.choice(words) for _ in range(12)) for _ in range(5000)]
+    return [" ".join(rng.choice(words) for _ in range(12)) for _ in range(5000)], "vocabulary"
 
 
-def generate(folder: Path, passages: int, seed: int = 0) -> Path:
+def generate(workdir: Path, passages: int, shared: Path, seed: int = 0) -> Path:
+    """The seeded corpus, in a folder named by its size and text (reused when it exists)."""
+    pool, text = sentences(shared)
+    folder = workdir / f"corpus-{passages}-{text}"
     if (folder / "corpus.jsonl").is_file() and (folder / "queries.jsonl").is_file():
-        return folder  # made by an earlier run with the same size and seed
+        return folder  # made by an earlier run with the same size, text and seed
     folder.mkdir(parents=True, exist_ok=True)
-    pool, rng = sentences(), random.Random(seed)
+    rng = random.Random(seed)
     with (folder / "corpus.jsonl").open("w") as out:
         for i in range(passages):
             text = ". ".join(rng.choice(pool) for _ in range(rng.randint(2, 6))) + "."
@@ -129,12 +135,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the corpus (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best is reported")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for every run, e.g. 512MB")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared collections (default: %(default)s)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="synthrank-ingest-"))
     started = time.perf_counter()
-    folder = generate(workdir / f"corpus-{args.passages}", args.passages)
+    folder = generate(workdir, args.passages, args.shared)
     size = (folder / "corpus.jsonl").stat().st_size / 2**20
-    print(f"corpus: {args.passages:,} passages, {size:.0f} MiB JSONL, generated in "
+    text = "sentences of CISI and CACM" if folder.name.endswith("shared") else \
+        f"a fixed vocabulary (no CISI or CACM under {args.shared})"
+    print(f"corpus: {args.passages:,} passages of {text}, {size:.0f} MiB JSONL, generated in "
           f"{time.perf_counter() - started:.0f} s; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
     runs = {"duckdb read_json": (folder, "duckdb"), "synthrank ingest": (folder, "synthrank"),
             "synthrank, 1 bad record": (with_bad_record(folder), "synthrank")}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,27 @@ def test_korquad_keeps_reference_answers(shared_data, warehouse):
         "SELECT answers FROM queries WHERE snapshot_id = ? AND qid = '6557712-0-0'",
         [snapshot.snapshot_id]).fetchone()[0]
     assert answers == ["98골"]
+
+
+def test_answers_are_stored_as_given(tmp_path, warehouse):
+    answers = {"q1": None, "q2": ["say \"hi\"", "a, b", "é 98골"], "q3": ["x"], "q4": None}
+    queries = [{"_id": qid, "text": f"question {qid}", **({"answers": a} if a is not None else {})}
+               for qid, a in answers.items()]
+    snapshot, _ = ingest(warehouse, write_beir(tmp_path / "qa", GOOD_CORPUS, queries), "qa", "test")
+    stored = dict(warehouse.con.execute("SELECT qid, answers FROM queries WHERE snapshot_id = ?",
+                                        [snapshot.snapshot_id]).fetchall())
+    assert stored == answers
+
+
+def test_ingesting_a_beir_folder_does_not_import_pandas(tmp_path):
+    """pyarrow imports pandas (~0.5 s) the first time it converts Python lists."""
+    folder = write_beir(tmp_path / "b", GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\t1"])
+    code = ("import sys; from warehouse.db import Warehouse; from warehouse.snapshots import ingest\n"
+            f"with Warehouse.open({str(tmp_path / 'wh.duckdb')!r}) as wh: ingest(wh, {str(folder)!r}, 'b', 'test')\n"
+            "print('pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "False"
 
 
 def test_identical_content_returns_same_snapshot_and_writes_nothing(shared_data, warehouse):

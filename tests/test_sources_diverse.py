@@ -328,6 +328,7 @@ def test_duckdb_read_corpus_and_record_reader_give_one_snapshot(tmp_path, wareho
     ({"_id": 7, "title": "", "text": "\u3000\n"}, "empty_text"),
     ({"_id": "d7", "text": 5}, "bad_field"),
     ({"_id": "", "text": "x"}, "bad_id"),
+    ({"_id": "d8", "title": " " * 200, "text": "\t" * 200}, "empty_text"),
 ])
 def test_records_duckdb_would_accept_are_checked_like_python(tmp_path, warehouse, record, reason):
     folder = write_beir(tmp_path / "c", [GOOD_CORPUS[0], record], GOOD_QUERIES)

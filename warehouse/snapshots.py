@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -135,12 +136,12 @@ class Stager:
             self.passage_writer.write_table(pa.table(arrays, schema=_PASSAGE_SCHEMA))
             rows.clear()
             return
+        # numpy columns, not pyarrow's: pyarrow imports pandas (0.5 s) to convert Python lists
         if table == "queries":
-            arrays["answers"] = pa.array(arrays["answers"], type=pa.list_(pa.string()))
-        chunk = pa.table(arrays)
-        self.con.register("_stage_chunk", chunk)
+            arrays["answers"] = [None if answers is None else json.dumps(answers) for answers in arrays["answers"]]
+        self.con.register("_stage_chunk", {column: np.array(values, dtype=object) for column, values in arrays.items()})
         try:
-            self.con.execute(f"INSERT INTO {self.table(table)} SELECT * FROM _stage_chunk")
+            self.con.execute(f"INSERT INTO {self.table(table)} SELECT {_casts(table)} FROM _stage_chunk")
         finally:
             self.con.unregister("_stage_chunk")
         rows.clear()
@@ -279,6 +280,17 @@ class Stager:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _casts(table: str) -> str:
+    """The staging columns of ``table`` cast from a chunk of numpy object columns (answers
+    come as JSON text)."""
+    casts = []
+    for column in f"{_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS}".split(", "):
+        name, kind = column.split()
+        source = f"{name}::JSON" if name == "answers" else name
+        casts.append(f"CAST({source} AS {kind})")
+    return ", ".join(casts)
+
+
 @dataclass
 class BulkCorpus:
     """A BEIR ``corpus.jsonl`` read by DuckDB itself. One scan checks every record (an id that
@@ -317,8 +329,7 @@ class BulkCorpus:
                 f"SELECT count(*), count(DISTINCT docid), count(*) FILTER (WHERE"
                 f" coalesce(json_type(raw_id), '') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT') OR trim(docid) = ''"
                 f" OR coalesce(json_type(raw_text), '') <> 'VARCHAR' OR coalesce(json_type(raw_title), 'NULL')"
-                f" NOT IN ('VARCHAR', 'NULL') OR (length(title) + length(text) < 256"
-                f" AND NOT regexp_matches(title || text, '{_NOT_SPACE}'))),"
+                f" NOT IN ('VARCHAR', 'NULL') OR NOT regexp_matches(title || text, '{_NOT_SPACE}')),"
                 f" sum((h >> 64)::HUGEINT)::VARCHAR, sum((h & {2**64 - 1}::UHUGEINT)::HUGEINT)::VARCHAR,"
                 f" count(DISTINCT docid) FILTER (WHERE docid IN (SELECT docid FROM _qrels_docids))"
                 f" FROM (SELECT *, md5_number(docid || chr(0) || title || chr(0) || text) AS h FROM"
