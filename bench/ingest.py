@@ -57,12 +57,13 @@ def sentences(shared: Path) -> tuple[list[str], str]:
     return [" ".join(rng.choice(words) for _ in range(12)) for _ in range(5000)], "vocabulary"
 
 
-def generate(workdir: Path, passages: int, shared: Path, seed: int = 0) -> Path:
-    """The seeded corpus, in a folder named by its size and text (reused when it exists)."""
-    pool, text = sentences(shared)
-    folder = workdir / f"corpus-{passages}-{text}"
+def generate(workdir: Path, passages: int, shared: Path, seed: int = 0) -> tuple[Path, str]:
+    """The seeded corpus, in a folder named by its size and text (reused when it exists), and
+    which text it is."""
+    pool, kind = sentences(shared)
+    folder = workdir / f"corpus-{passages}-{kind}"
     if (folder / "corpus.jsonl").is_file() and (folder / "queries.jsonl").is_file():
-        return folder  # made by an earlier run with the same size, text and seed
+        return folder, kind  # made by an earlier run with the same size, text and seed
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     with (folder / "corpus.jsonl").open("w") as out:
@@ -72,7 +73,7 @@ def generate(workdir: Path, passages: int, shared: Path, seed: int = 0) -> Path:
     with (folder / "queries.jsonl").open("w") as out:
         for i in range(1000):
             out.write(json.dumps({"_id": f"q{i}", "text": rng.choice(pool)}) + "\n")
-    return folder
+    return folder, kind
 
 
 CHILD = r"""
@@ -139,9 +140,9 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="synthrank-ingest-"))
     started = time.perf_counter()
-    folder = generate(workdir, args.passages, args.shared)
+    folder, kind = generate(workdir, args.passages, args.shared)
     size = (folder / "corpus.jsonl").stat().st_size / 2**20
-    text = "sentences of CISI and CACM" if folder.name.endswith("shared") else \
+    text = "sentences of CISI and CACM" if kind == "shared" else \
         f"a fixed vocabulary (no CISI or CACM under {args.shared})"
     print(f"corpus: {args.passages:,} passages of {text}, {size:.0f} MiB JSONL, generated in "
           f"{time.perf_counter() - started:.0f} s; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")

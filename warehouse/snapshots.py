@@ -130,7 +130,7 @@ class Stager:
         rows = self.buffers[table]
         if not rows:
             return
-        columns = [column.split()[0] for column in f"{_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS}".split(", ")]
+        columns = [name for name, _ in _staged_columns(table)]
         arrays = dict(zip(columns, (list(column) for column in zip(*rows))))
         if table == "passages":
             self.passage_writer.write_table(pa.table(arrays, schema=_PASSAGE_SCHEMA))
@@ -280,15 +280,16 @@ class Stager:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _staged_columns(table: str) -> list[tuple[str, str]]:
+    """(name, SQL type) of each column of ``table``'s staging table."""
+    return [tuple(column.split()) for column in f"{_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS}".split(", ")]
+
+
 def _casts(table: str) -> str:
     """The staging columns of ``table`` cast from a chunk of numpy object columns (answers
     come as JSON text)."""
-    casts = []
-    for column in f"{_STAGE_COLUMNS[table]}, {_LOCATION_COLUMNS}".split(", "):
-        name, kind = column.split()
-        source = f"{name}::JSON" if name == "answers" else name
-        casts.append(f"CAST({source} AS {kind})")
-    return ", ".join(casts)
+    return ", ".join(f"CAST({f'{name}::JSON' if name == 'answers' else name} AS {kind})"
+                     for name, kind in _staged_columns(table))
 
 
 @dataclass
